@@ -1,0 +1,112 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/portshare/portshare/sharer/config"
+	"github.com/portshare/portshare/sharer/control"
+	"github.com/portshare/portshare/sharer/daemon"
+)
+
+func newStatusCmd() *cobra.Command {
+	var socket string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "status [--control-socket P] [--json]",
+		Short: "Show the daemon's routes, workers, counters and ledger",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			raw, err := fetchStatus(socket)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				_, err := cmd.OutOrStdout().Write(append(raw, '\n'))
+				return err
+			}
+			return printStatusJSON(cmd.OutOrStdout(), raw)
+		},
+	}
+	cmd.Flags().StringVar(&socket, "control-socket", config.DefaultControlSocket(), "daemon control socket `PATH`")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the status document as JSON")
+	return cmd
+}
+
+// fetchStatus asks the daemon at socket for its status document.
+func fetchStatus(socket string) ([]byte, error) {
+	cc, err := control.Dial(socket, 5*time.Second)
+	if err != nil {
+		return nil, fmt.Errorf("no port-sharing daemon at %s: %v (is 'portshare serve' running? pass --control-socket)", socket, err)
+	}
+	defer cc.Close()
+	cc.SetDeadline(time.Now().Add(10 * time.Second))
+	if err := cc.Send(control.TypeStatus, control.Status{}, nil, -1, 0); err != nil {
+		return nil, err
+	}
+	var doc []byte
+	for {
+		m, err := cc.Recv()
+		if err != nil {
+			return nil, fmt.Errorf("reading status from %s: %w", socket, err)
+		}
+		m.CloseFD()
+		if m.Type != control.TypeStatusReply {
+			return nil, fmt.Errorf("reading status from %s: unexpected %s", socket, m.Type)
+		}
+		var part control.StatusReply
+		if err := m.Unmarshal(&part); err != nil {
+			return nil, err
+		}
+		doc = append(doc, m.Payload...)
+		if part.Last {
+			return doc, nil
+		}
+	}
+}
+
+// printStatusJSON prints a status document for people.
+func printStatusJSON(w io.Writer, raw []byte) error {
+	var st daemon.Status
+	if err := json.Unmarshal(raw, &st); err != nil {
+		return fmt.Errorf("bad status from daemon: %w", err)
+	}
+	printStatus(w, &st)
+	return nil
+}
+
+func printStatus(w io.Writer, st *daemon.Status) {
+	fmt.Fprintf(w, "daemon pid %d, policy %s, ports %v, pending %d, queued %d, in flight %d\n\n",
+		st.PID, st.Policy, st.Ports, st.Pending, st.Queued, st.Inflight)
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ROUTE\tSTATE\tWORKER\tPROCESSES\tQUEUED")
+	for _, r := range st.Routes {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\n", r.URI, r.State, r.Worker, len(r.Workers), r.Queued)
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+	fmt.Fprintln(tw, "WORKER\tID\tPID\tUID\tIN FLIGHT\tCREDIT")
+	for _, wk := range st.Workers {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\n", wk.Name, wk.ID, wk.PID, wk.UID, wk.Inflight, wk.MaxInflight)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "\nledger: accepted %d, open %d", st.Ledger.Accepted, st.Ledger.Open)
+	names := daemon.OutcomeNames()
+	for _, n := range names {
+		fmt.Fprintf(w, ", %s %d", n, st.Ledger.Outcomes[n])
+	}
+	fmt.Fprintln(w)
+	var keys []string
+	for k := range st.Counters {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Fprintf(w, "%s %v\n", k, st.Counters[k])
+	}
+}

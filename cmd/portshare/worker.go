@@ -1,0 +1,91 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/portshare/portshare/sharer/config"
+	"github.com/portshare/portshare/sharer/refworker"
+	"github.com/portshare/portshare/sharer/route"
+	"github.com/portshare/portshare/sharer/worker"
+)
+
+func newWorkerCmd() *cobra.Command {
+	var (
+		routes      []string
+		name, mode  string
+		listen      string
+		socket      string
+		maxInflight int
+		idle        time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "worker --route URI [--route URI…] --name NAME [--mode echo|http|https] [--max-inflight N]",
+		Short: "Run the reference worker (echo, http or https)",
+		Long: `Run the reference worker. It registers its routes with the daemon and serves
+every connection handed to it:
+  echo   net.tcp duplex sessions: PreambleAck, each SizedEnvelope echoed as NAME:payload, End
+  http   200 with header X-Portshare-Worker: NAME and body "NAME METHOD PATH"
+  https  the same over TLS with a self-signed certificate made at start
+With --listen ADDR it serves a socket of its own instead of the daemon's (the
+baseline for benchmarks); it then prints "listening on ADDR" on stdout.`,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			m, err := refworker.ParseMode(mode)
+			if err != nil {
+				return usageError{err}
+			}
+			if name == "" {
+				return usagef("--name is required")
+			}
+			if maxInflight < 1 {
+				return usagef("--max-inflight must be at least 1, got %d", maxInflight)
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
+			defer stop()
+			log := newLogger(cmd.ErrOrStderr(), "info")
+			var ln net.Listener
+			if listen != "" {
+				if ln, err = net.Listen("tcp", listen); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "listening on %s\n", ln.Addr())
+			} else {
+				if len(routes) == 0 {
+					return usagef("--route is required (or --listen ADDR to serve without the daemon)")
+				}
+				for _, r := range routes {
+					if _, err := route.Parse(r); err != nil {
+						return usageError{err}
+					}
+				}
+				wl, err := worker.Listen(ctx, routes, worker.Options{ControlSocket: socket, Name: name, MaxInflight: maxInflight, Logger: log})
+				if err != nil {
+					return err
+				}
+				reg := wl.Registered()
+				log.Info("worker registered", "name", name, "routes", reg.Routes, "policy", reg.Policy, "max_inflight", reg.MaxInflight)
+				ln = wl
+			}
+			err = refworker.Serve(ctx, ln, refworker.Options{Name: name, Mode: m, Idle: idle})
+			ln.Close()
+			if ctx.Err() != nil && err == nil {
+				return nil
+			}
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.StringArrayVar(&routes, "route", nil, "route `URI` to register (repeatable), e.g. net.tcp://+:8808/orders/")
+	f.StringVar(&name, "name", "", "worker `NAME` (workers with the same name share routes)")
+	f.StringVar(&mode, "mode", "echo", "echo, http or https")
+	f.IntVar(&maxInflight, "max-inflight", 1, "hand-offs the daemon may send before Accept takes them (`N`)")
+	f.StringVar(&listen, "listen", "", "serve on a socket of its own at `ADDR` instead of the daemon's")
+	f.StringVar(&socket, "control-socket", config.DefaultControlSocket(), "daemon control socket `PATH`")
+	f.DurationVar(&idle, "idle", 2*time.Minute, "close a connection idle this long")
+	return cmd
+}

@@ -1,0 +1,299 @@
+// Package config reads the daemon's YAML configuration (SPEC §3).
+//
+// Parsing is strict: an unknown key, a value of the wrong type, a bad
+// duration or bad YAML is an error that names the file, the line and the
+// key. Zero or missing keys take the documented defaults.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/user"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Policy is what the daemon does when a hand-off fails.
+type Policy string
+
+const (
+	// Reclaim is the safe policy: credits, queue expiry, shutdown of a
+	// timed-out hand-off, and a grace period for departed routes.
+	Reclaim Policy = "reclaim"
+	// Compat reproduces SMSvcHost 3.0, failures included.
+	Compat Policy = "compat"
+)
+
+// Config is the daemon's configuration.
+type Config struct {
+	// File is where the configuration came from ("" for defaults).
+	File string `json:"file,omitempty"`
+
+	ControlSocket         string        `json:"control_socket"`
+	ListenAddresses       []string      `json:"listen_addresses"`
+	ListenBacklog         int           `json:"listen_backlog"`
+	MaxPendingAccepts     int           `json:"max_pending_accepts"`
+	MaxPendingConnections int           `json:"max_pending_connections"`
+	ReceiveTimeout        time.Duration `json:"receive_timeout"`
+	DispatchTimeout       time.Duration `json:"dispatch_timeout"`
+	DispatchFailurePolicy Policy        `json:"dispatch_failure_policy"`
+	QueueTimeout          time.Duration `json:"queue_timeout"`
+	AllowAccounts         []string      `json:"allow_accounts"`
+	MetricsAddr           string        `json:"metrics_addr"`
+
+	// GracePeriod (reclaim only): how long a route whose last worker left
+	// keeps answering EndpointUnavailable/503 before its port may close.
+	GracePeriod time.Duration `json:"grace_period"`
+	// ReregisterBackoff (compat only): how long a worker dropped after a
+	// dispatch timeout must wait before it may register again (SMSvcHost's
+	// reconnect back-off).
+	ReregisterBackoff time.Duration `json:"reregister_backoff"`
+	// MaxHTTPHead bounds an HTTP request head; larger gets 431.
+	MaxHTTPHead int `json:"max_http_head"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `json:"log_level"`
+}
+
+// Default returns the configuration used for missing keys.
+func Default() Config {
+	cpus := runtime.NumCPU()
+	return Config{
+		ControlSocket:         DefaultControlSocket(),
+		ListenAddresses:       []string{"0.0.0.0", "::"},
+		ListenBacklog:         12 * cpus,
+		MaxPendingAccepts:     4 * cpus,
+		MaxPendingConnections: 100,
+		ReceiveTimeout:        30 * time.Second,
+		DispatchTimeout:       60 * time.Second,
+		DispatchFailurePolicy: Reclaim,
+		QueueTimeout:          30 * time.Second,
+		AllowAccounts:         defaultAccounts(),
+		GracePeriod:           30 * time.Second,
+		ReregisterBackoff:     30 * time.Second,
+		MaxHTTPHead:           8 << 10,
+		LogLevel:              "info",
+	}
+}
+
+// DefaultControlSocket is /run/portshare/portshare.sock for root and
+// $XDG_RUNTIME_DIR/portshare.sock otherwise (the temp dir if that is unset).
+func DefaultControlSocket() string {
+	if os.Geteuid() == 0 {
+		return "/run/portshare/portshare.sock"
+	}
+	dir := os.Getenv("XDG_RUNTIME_DIR")
+	if dir == "" {
+		dir = filepath.Join(os.TempDir(), fmt.Sprintf("portshare-%d", os.Geteuid()))
+	}
+	return filepath.Join(dir, "portshare.sock")
+}
+
+func defaultAccounts() []string {
+	acc := []string{"root"}
+	if u, err := user.Current(); err == nil && u.Uid != "0" {
+		acc = append(acc, "uid:"+u.Uid)
+	}
+	return acc
+}
+
+// Load reads and validates the configuration file at path.
+func Load(path string) (Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// field describes one key: how to set it from a YAML node.
+type field struct {
+	set func(c *Config, n *yaml.Node) error
+}
+
+func durationField(dst func(*Config) *time.Duration, min time.Duration) field {
+	return field{func(c *Config, n *yaml.Node) error {
+		if n.Kind != yaml.ScalarNode {
+			return errors.New("want a duration such as 30s or 250ms")
+		}
+		d, err := time.ParseDuration(n.Value)
+		if err != nil {
+			return fmt.Errorf("want a duration such as 30s or 250ms, got %q", n.Value)
+		}
+		if d < min {
+			return fmt.Errorf("must be at least %s, got %s", min, d)
+		}
+		*dst(c) = d
+		return nil
+	}}
+}
+
+func intField(dst func(*Config) *int, min, max int) field {
+	return field{func(c *Config, n *yaml.Node) error {
+		if n.Kind != yaml.ScalarNode || n.Tag != "!!int" {
+			return fmt.Errorf("want an integer, got %q", n.Value)
+		}
+		v, err := strconv.Atoi(n.Value)
+		if err != nil || v < min || v > max {
+			return fmt.Errorf("want an integer from %d to %d, got %q", min, max, n.Value)
+		}
+		*dst(c) = v
+		return nil
+	}}
+}
+
+func stringField(dst func(*Config) *string, check func(string) error) field {
+	return field{func(c *Config, n *yaml.Node) error {
+		if n.Kind != yaml.ScalarNode || n.Tag != "!!str" {
+			return fmt.Errorf("want a string, got %q", n.Value)
+		}
+		if check != nil {
+			if err := check(n.Value); err != nil {
+				return err
+			}
+		}
+		*dst(c) = n.Value
+		return nil
+	}}
+}
+
+func listField(dst func(*Config) *[]string, check func(string) error) field {
+	return field{func(c *Config, n *yaml.Node) error {
+		if n.Kind != yaml.SequenceNode {
+			return errors.New("want a list of strings")
+		}
+		out := make([]string, 0, len(n.Content))
+		for _, e := range n.Content {
+			if e.Kind != yaml.ScalarNode {
+				return fmt.Errorf("line %d: want a string", e.Line)
+			}
+			if check != nil {
+				if err := check(e.Value); err != nil {
+					return fmt.Errorf("line %d: %w", e.Line, err)
+				}
+			}
+			out = append(out, e.Value)
+		}
+		*dst(c) = out
+		return nil
+	}}
+}
+
+var fields = map[string]field{
+	"control_socket": stringField(func(c *Config) *string { return &c.ControlSocket }, func(s string) error {
+		if s == "" {
+			return errors.New("must not be empty")
+		}
+		return nil
+	}),
+	"listen_addresses":        listField(func(c *Config) *[]string { return &c.ListenAddresses }, checkIP),
+	"listen_backlog":          intField(func(c *Config) *int { return &c.ListenBacklog }, 1, 1<<20),
+	"max_pending_accepts":     intField(func(c *Config) *int { return &c.MaxPendingAccepts }, 1, 1<<12),
+	"max_pending_connections": intField(func(c *Config) *int { return &c.MaxPendingConnections }, 1, 1<<20),
+	"receive_timeout":         durationField(func(c *Config) *time.Duration { return &c.ReceiveTimeout }, time.Millisecond),
+	"dispatch_timeout":        durationField(func(c *Config) *time.Duration { return &c.DispatchTimeout }, time.Millisecond),
+	"queue_timeout":           durationField(func(c *Config) *time.Duration { return &c.QueueTimeout }, time.Millisecond),
+	"grace_period":            durationField(func(c *Config) *time.Duration { return &c.GracePeriod }, 0),
+	"reregister_backoff":      durationField(func(c *Config) *time.Duration { return &c.ReregisterBackoff }, 0),
+	"dispatch_failure_policy": stringField(func(c *Config) *string { return (*string)(&c.DispatchFailurePolicy) }, func(s string) error {
+		if Policy(s) != Reclaim && Policy(s) != Compat {
+			return fmt.Errorf("want reclaim or compat, got %q", s)
+		}
+		return nil
+	}),
+	"allow_accounts": listField(func(c *Config) *[]string { return &c.AllowAccounts }, checkAccount),
+	"metrics_addr":   stringField(func(c *Config) *string { return &c.MetricsAddr }, nil),
+	"max_http_head":  intField(func(c *Config) *int { return &c.MaxHTTPHead }, 512, 1<<20),
+	"log_level": stringField(func(c *Config) *string { return &c.LogLevel }, func(s string) error {
+		switch s {
+		case "debug", "info", "warn", "error":
+			return nil
+		}
+		return fmt.Errorf("want debug, info, warn or error, got %q", s)
+	}),
+}
+
+// Keys lists the configuration keys, sorted.
+func Keys() []string {
+	keys := make([]string, 0, len(fields))
+	for k := range fields {
+		keys = append(keys, k)
+	}
+	sortStrings(keys)
+	return keys
+}
+
+// Parse reads a configuration document; name is used in error messages.
+func Parse(name string, data []byte) (Config, error) {
+	c := Default()
+	c.File = name
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return c, nil // empty file: all defaults
+		}
+		return Config{}, fmt.Errorf("%s: bad YAML: %w", name, err)
+	}
+	if len(doc.Content) == 0 {
+		return c, nil
+	}
+	root := doc.Content[0]
+	if root.Kind != yaml.MappingNode {
+		return Config{}, fmt.Errorf("%s:%d: want a mapping of keys (control_socket, listen_backlog, …)", name, root.Line)
+	}
+	seen := map[string]int{}
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		k, v := root.Content[i], root.Content[i+1]
+		f, ok := fields[k.Value]
+		if !ok {
+			return Config{}, fmt.Errorf("%s:%d: unknown key %q (known keys: %s)", name, k.Line, k.Value, strings.Join(Keys(), ", "))
+		}
+		if prev, dup := seen[k.Value]; dup {
+			return Config{}, fmt.Errorf("%s:%d: key %q given twice (first on line %d)", name, k.Line, k.Value, prev)
+		}
+		seen[k.Value] = k.Line
+		if err := f.set(&c, v); err != nil {
+			return Config{}, fmt.Errorf("%s:%d: %s: %w", name, v.Line, k.Value, err)
+		}
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err == nil {
+		return Config{}, fmt.Errorf("%s:%d: more than one YAML document", name, extra.Line)
+	}
+	return c, c.Validate()
+}
+
+// Validate checks relations between keys.
+func (c Config) Validate() error {
+	where := c.File
+	if where == "" {
+		where = "config"
+	}
+	if len(c.ListenAddresses) == 0 {
+		return fmt.Errorf("%s: listen_addresses must name at least one address", where)
+	}
+	if c.MaxPendingAccepts > c.MaxPendingConnections {
+		return fmt.Errorf("%s: max_pending_accepts (%d) must not exceed max_pending_connections (%d)", where, c.MaxPendingAccepts, c.MaxPendingConnections)
+	}
+	return nil
+}
+
+func checkIP(s string) error {
+	if ipOK(s) {
+		return nil
+	}
+	return fmt.Errorf("%q is not an IP address (use 0.0.0.0 or :: for all)", s)
+}
+
+func checkAccount(s string) error {
+	_, err := ParseAccount(s)
+	return err
+}

@@ -1,0 +1,209 @@
+package control
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Message is one received message. FD is -1 unless the message carried a
+// descriptor; the receiver owns it and must close it on every path.
+type Message struct {
+	Type    Type
+	Header  []byte
+	Payload []byte
+	FD      int
+}
+
+// Unmarshal decodes the JSON header into v.
+func (m *Message) Unmarshal(v any) error {
+	if err := json.Unmarshal(m.Header, v); err != nil {
+		return fmt.Errorf("control: bad %s header: %w", m.Type, err)
+	}
+	return nil
+}
+
+// CloseFD closes the message's descriptor, if any.
+func (m *Message) CloseFD() {
+	if m.FD >= 0 {
+		unix.Close(m.FD)
+		m.FD = -1
+	}
+}
+
+// Conn is one end of a control connection. Send is safe for concurrent use;
+// Recv must be called from one goroutine at a time.
+type Conn struct {
+	uc  *net.UnixConn
+	raw interface {
+		Read(func(uintptr) bool) error
+	}
+	sendMu sync.Mutex
+	buf    []byte
+	oob    []byte
+}
+
+// NewConn wraps a connected SOCK_SEQPACKET Unix socket.
+func NewConn(uc *net.UnixConn) (*Conn, error) {
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	return &Conn{uc: uc, raw: raw, buf: make([]byte, MaxMessage+1), oob: make([]byte, unix.CmsgSpace(4*4))}, nil
+}
+
+// Dial connects to a control socket at path.
+func Dial(path string, timeout time.Duration) (*Conn, error) {
+	d := net.Dialer{Timeout: timeout}
+	c, err := d.Dial("unixpacket", path)
+	if err != nil {
+		return nil, err
+	}
+	cc, err := NewConn(c.(*net.UnixConn))
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	return cc, nil
+}
+
+// UnixConn returns the underlying socket.
+func (c *Conn) UnixConn() *net.UnixConn { return c.uc }
+
+// Close closes the connection; a blocked Recv returns an error.
+func (c *Conn) Close() error { return c.uc.Close() }
+
+// SetDeadline sets the read and write deadlines.
+func (c *Conn) SetDeadline(t time.Time) error { return c.uc.SetDeadline(t) }
+
+// Send sends one message, with fd as SCM_RIGHTS when fd ≥ 0. Send does not
+// take ownership of fd. A send that cannot complete by timeout (the peer
+// stopped reading) fails rather than blocking the caller.
+func (c *Conn) Send(t Type, header any, payload []byte, fd int, timeout time.Duration) error {
+	c.sendMu.Lock()
+	defer c.sendMu.Unlock()
+	msg, err := Encode(nil, t, header, payload)
+	if err != nil {
+		return err
+	}
+	var oob []byte
+	if fd >= 0 {
+		oob = unix.UnixRights(fd)
+	}
+	if timeout > 0 {
+		c.uc.SetWriteDeadline(time.Now().Add(timeout))
+		defer c.uc.SetWriteDeadline(time.Time{})
+	}
+	n, _, err := c.uc.WriteMsgUnix(msg, oob, nil)
+	if err != nil {
+		return err
+	}
+	if n != len(msg) {
+		return fmt.Errorf("control: short send %d of %d", n, len(msg))
+	}
+	return nil
+}
+
+// Recv receives one message. Descriptors arrive close-on-exec
+// (MSG_CMSG_CLOEXEC); a truncated message or truncated ancillary data
+// (MSG_TRUNC, MSG_CTRUNC) is an error, and any descriptor that came with a
+// bad message is closed before Recv returns. Recv returns io.EOF when the
+// peer closed. The message's slices are valid until the next Recv.
+func (c *Conn) Recv() (Message, error) {
+	var n, oobn, flags int
+	var rerr error
+	err := c.raw.Read(func(fd uintptr) bool {
+		n, oobn, flags, _, rerr = unix.Recvmsg(int(fd), c.buf, c.oob, unix.MSG_CMSG_CLOEXEC|unix.MSG_DONTWAIT)
+		return rerr != unix.EAGAIN
+	})
+	if err == nil {
+		err = rerr
+	}
+	if err != nil {
+		return Message{FD: -1}, err
+	}
+	fds, ferr := parseRights(c.oob[:oobn])
+	m := Message{FD: -1}
+	fail := func(e error) (Message, error) {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+		return Message{FD: -1}, e
+	}
+	switch {
+	case ferr != nil:
+		return fail(ferr)
+	case flags&unix.MSG_CTRUNC != 0:
+		return fail(errors.New("control: ancillary data truncated (MSG_CTRUNC): descriptors lost"))
+	case flags&unix.MSG_TRUNC != 0 || n > MaxMessage:
+		return fail(fmt.Errorf("control: message exceeds %d bytes", MaxMessage))
+	case n == 0 && oobn == 0:
+		return fail(io.EOF)
+	case len(fds) > 1:
+		return fail(fmt.Errorf("control: %d descriptors in one message, want at most 1", len(fds)))
+	}
+	if len(fds) == 1 {
+		m.FD = fds[0]
+	}
+	m.Type, m.Header, m.Payload, err = Decode(c.buf[:n])
+	if err != nil {
+		m.CloseFD()
+		return Message{FD: -1}, err
+	}
+	return m, nil
+}
+
+func parseRights(oob []byte) ([]int, error) {
+	if len(oob) == 0 {
+		return nil, nil
+	}
+	cmsgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return nil, fmt.Errorf("control: bad ancillary data: %w", err)
+	}
+	var fds []int
+	for _, cm := range cmsgs {
+		if cm.Header.Level != unix.SOL_SOCKET || cm.Header.Type != unix.SCM_RIGHTS {
+			continue
+		}
+		got, err := unix.ParseUnixRights(&cm)
+		if err != nil {
+			for _, fd := range fds {
+				unix.Close(fd)
+			}
+			return nil, err
+		}
+		fds = append(fds, got...)
+	}
+	return fds, nil
+}
+
+// PeerCred returns the credentials of the process that connected uc, as the
+// kernel recorded them at connect time (SO_PEERCRED).
+func PeerCred(uc *net.UnixConn) (*unix.Ucred, error) {
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	var cred *unix.Ucred
+	var cerr error
+	if err := raw.Control(func(fd uintptr) {
+		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	}); err != nil {
+		return nil, err
+	}
+	return cred, cerr
+}
+
+// IsClosed reports whether err means the connection is gone.
+func IsClosed(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, unix.ECONNRESET) ||
+		errors.Is(err, unix.EPIPE) || errors.Is(err, os.ErrDeadlineExceeded)
+}

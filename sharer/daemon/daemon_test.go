@@ -1,0 +1,485 @@
+package daemon
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/portshare/portshare/sharer/config"
+	"github.com/portshare/portshare/sharer/control"
+	"github.com/portshare/portshare/sharer/nmf"
+	"github.com/portshare/portshare/sharer/refworker"
+	"github.com/portshare/portshare/sharer/testutil"
+	"github.com/portshare/portshare/sharer/worker"
+)
+
+const step = 5 * time.Second // bound of one client step
+
+func TestTwoEchoWorkersRoutedByVia(t *testing.T) {
+	h := startDaemon(t, nil)
+	h.echoWorker("orders", h.route("net.tcp://+:%d/orders/"))
+	h.echoWorker("billing", h.route("net.tcp://+:%d/billing/"))
+
+	got, err := testutil.NetTCPSession(h.addr(), h.via("/orders/Submit"), step, "a", "b")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"orders:a", "orders:b"}, got)
+	got, err = testutil.NetTCPSession(h.addr(), h.via("/Billing/x"), step, "c")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"billing:c"}, got)
+
+	s := h.balanced()
+	assert.EqualValues(t, 2, s.Outcomes["dispatched"])
+}
+
+func TestStockWCFPreambleGetsPreambleAck(t *testing.T) {
+	h := startDaemon(t, nil)
+	h.echoWorker("demo", h.route("net.tcp://+:%d/Demo"))
+	c, err := net.Dial("tcp", h.addr())
+	require.NoError(t, err)
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(step))
+	via := h.via("/Demo")
+	pre := append([]byte{0x00, 0x01, 0x00, 0x01, 0x02, 0x02, byte(len(via))}, via...)
+	pre = append(pre, 0x03, 0x08, 0x0C)
+	_, err = c.Write(pre)
+	require.NoError(t, err)
+	b := make([]byte, 1)
+	_, err = io.ReadFull(c, b)
+	require.NoError(t, err)
+	assert.Equal(t, []byte{0x0B}, b)
+}
+
+func TestPreambleOneByteAtATimeRoutesTheSame(t *testing.T) {
+	h := startDaemon(t, nil)
+	h.echoWorker("orders", h.route("net.tcp://+:%d/orders/"))
+	c, err := net.Dial("tcp", h.addr())
+	require.NoError(t, err)
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(step))
+	pre := nmf.AppendPreamble(nil, nmf.Preamble{Major: 1, Mode: nmf.ModeDuplex, Via: h.via("/orders/"), Encoding: nmf.EncodingBinarySession})
+	for _, b := range pre[:len(pre)-1] {
+		_, err := c.Write([]byte{b})
+		require.NoError(t, err)
+		time.Sleep(time.Millisecond)
+	}
+	got, err := testutil.NetTCPOn(c, pre[len(pre)-1:], "x")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"orders:x"}, got)
+	h.balanced()
+}
+
+func TestNetTCPHTTPAndTLSShareOnePort(t *testing.T) {
+	h := startDaemon(t, nil)
+	h.echoWorker("orders", h.route("net.tcp://+:%d/orders/"))
+	api := h.listen("api", 4, h.route("http://+:%d/api/"))
+	h.serve(api, "api", refworker.HTTP)
+	secure := h.listen("secure", 4, h.route("tls://a.example:%d/"))
+	h.serve(secure, "secure", refworker.HTTPS)
+
+	got, err := testutil.NetTCPSession(h.addr(), h.via("/orders/"), step, "m")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"orders:m"}, got)
+
+	hc := &http.Client{Timeout: step, Transport: &http.Transport{DisableKeepAlives: true}}
+	defer hc.CloseIdleConnections()
+	resp, err := hc.Get("http://" + h.addr() + "/api/items?x=1")
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Equal(t, 200, resp.StatusCode)
+	assert.Equal(t, "api", resp.Header.Get("X-Portshare-Worker"))
+	assert.Equal(t, "api GET /api/items\n", string(body))
+
+	tc, err := tls.DialWithDialer(&net.Dialer{Timeout: step}, "tcp", h.addr(), &tls.Config{ServerName: "a.example", InsecureSkipVerify: true})
+	require.NoError(t, err)
+	defer tc.Close()
+	tc.SetDeadline(time.Now().Add(step))
+	_, err = tc.Write([]byte("GET /s HTTP/1.1\r\nHost: a.example\r\nConnection: close\r\n\r\n"))
+	require.NoError(t, err)
+	resp, err = http.ReadResponse(bufio.NewReader(tc), nil)
+	require.NoError(t, err)
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Equal(t, "secure GET /s\n", string(body))
+	h.balanced()
+}
+
+func TestUnknownRoutes(t *testing.T) {
+	h := startDaemon(t, nil)
+	h.echoWorker("orders", h.route("net.tcp://+:%d/orders/"))
+	h.serve(h.listen("api", 1, h.route("http://+:%d/api/")), "api", refworker.HTTP)
+
+	_, err := testutil.NetTCPSession(h.addr(), h.via("/nothing/"), step)
+	var fe *nmf.FaultError
+	require.ErrorAs(t, err, &fe)
+	assert.Equal(t, nmf.FaultEndpointNotFound, fe.Name)
+
+	// The exact bytes: 08 <len> http://schemas.microsoft.com/ws/2006/05/framing/faults/EndpointNotFound
+	c, err := net.Dial("tcp", h.addr())
+	require.NoError(t, err)
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(step))
+	c.Write(nmf.AppendPreamble(nil, nmf.Preamble{Major: 1, Mode: nmf.ModeDuplex, Via: h.via("/x"), Encoding: nmf.EncodingBinarySession}))
+	all, _ := io.ReadAll(c)
+	uri := "http://schemas.microsoft.com/ws/2006/05/framing/faults/EndpointNotFound"
+	assert.Equal(t, append([]byte{0x08, byte(len(uri))}, uri...), all)
+
+	resp, err := (&http.Client{Timeout: step}).Get("http://" + h.addr() + "/other")
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, 404, resp.StatusCode)
+
+	s := h.balanced()
+	assert.EqualValues(t, 3, s.Outcomes["no_route"])
+}
+
+func TestSilentClientHitsReceiveTimeoutWhileOthersAreServed(t *testing.T) {
+	h := startDaemon(t, func(c *config.Config) { c.ReceiveTimeout = 400 * time.Millisecond })
+	h.echoWorker("orders", h.route("net.tcp://+:%d/orders/"))
+	silent, err := net.Dial("tcp", h.addr())
+	require.NoError(t, err)
+	defer silent.Close()
+	start := time.Now()
+	for range 5 {
+		got, err := testutil.NetTCPSession(h.addr(), h.via("/orders/"), step, "hi")
+		require.NoError(t, err)
+		assert.Equal(t, []string{"orders:hi"}, got)
+	}
+	silent.SetReadDeadline(time.Now().Add(step))
+	_, err = silent.Read(make([]byte, 1))
+	require.Error(t, err)
+	assert.False(t, errors.Is(err, net.ErrClosed))
+	elapsed := time.Since(start)
+	assert.GreaterOrEqual(t, elapsed, 350*time.Millisecond)
+	s := h.balanced()
+	assert.EqualValues(t, 1, s.Outcomes["receive_timeout"])
+	assert.EqualValues(t, 5, s.Outcomes["dispatched"])
+}
+
+func TestBadPreambles(t *testing.T) {
+	for _, policy := range []config.Policy{config.Reclaim, config.Compat} {
+		t.Run(string(policy), func(t *testing.T) {
+			h := startDaemon(t, func(c *config.Config) { c.DispatchFailurePolicy = policy })
+			h.echoWorker("orders", h.route("net.tcp://+:%d/orders/"))
+			c, err := net.Dial("tcp", h.addr())
+			require.NoError(t, err)
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(step))
+			c.Write([]byte{0x00, 0x01, 0x00, 0x01, 0x03}) // simplex mode
+			name, err := testutil.ReadFault(c)
+			if policy == config.Reclaim {
+				require.NoError(t, err)
+				assert.Equal(t, nmf.FaultUnsupportedMode, name)
+			} else {
+				assert.Error(t, err, "compat aborts without a fault")
+			}
+			s := h.balanced()
+			assert.EqualValues(t, 1, s.Outcomes["protocol_failure"])
+		})
+	}
+}
+
+func TestConflictingRouteRefusedSameServiceShares(t *testing.T) {
+	h := startDaemon(t, nil)
+	h.echoWorker("orders", h.route("net.tcp://+:%d/orders/"))
+	_, err := worker.Listen(context.Background(), []string{h.route("net.tcp://+:%d/ORDERS")}, worker.Options{ControlSocket: h.socket, Name: "thief"})
+	var ce *control.Error
+	require.ErrorAs(t, err, &ce)
+	assert.Equal(t, control.CodeConflict, ce.Code)
+	assert.Contains(t, ce.Message, "already registered")
+
+	h.echoWorker("orders", h.route("net.tcp://+:%d/orders/")) // same service: joins the pool
+	st := h.d.Status()
+	require.Len(t, st.Routes, 1)
+	assert.Len(t, st.Routes[0].Workers, 2)
+}
+
+func TestNoDaemonGivesClearError(t *testing.T) {
+	sock := testutil.SocketPath(t)
+	_, err := worker.Listen(context.Background(), []string{"net.tcp://+:9/x/"}, worker.Options{ControlSocket: sock})
+	require.ErrorIs(t, err, worker.ErrNoDaemon)
+	assert.Contains(t, err.Error(), "no port-sharing daemon at "+sock)
+	assert.Contains(t, err.Error(), "is 'portshare serve' running?")
+}
+
+// hung registers a worker that never calls Accept.
+func (h *harness) hung(name string, credit int, routes ...string) *worker.Listener {
+	return h.listen(name, credit, routes...)
+}
+
+func TestCompatDispatchTimeoutCascade(t *testing.T) {
+	h := startDaemon(t, func(c *config.Config) {
+		c.DispatchFailurePolicy = config.Compat
+		c.DispatchTimeout = 200 * time.Millisecond
+	})
+	h.hung("slow", 5, h.route("net.tcp://+:%d/orders/"))
+
+	start := time.Now()
+	_, err := testutil.NetTCPSession(h.addr(), h.via("/orders/"), step)
+	var fe *nmf.FaultError
+	require.ErrorAs(t, err, &fe)
+	assert.Equal(t, nmf.FaultConnectionDispatchFailed, fe.Name)
+	assert.GreaterOrEqual(t, time.Since(start), 150*time.Millisecond)
+	assert.Contains(t, h.logs.String(), LeakedHandleMessage)
+
+	// The worker was dropped, its route removed, and the port closed.
+	testutil.Eventually(t, step, func() bool { return len(h.d.Status().Routes) == 0 }, "route removed")
+	testutil.Eventually(t, step, func() bool {
+		c, err := net.DialTimeout("tcp", h.addr(), time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err != nil
+	}, "port closed")
+	s := h.balanced()
+	assert.EqualValues(t, 1, s.Outcomes["dispatch_timeout"])
+
+	// It may come back only after the back-off.
+	_, err = worker.Listen(context.Background(), []string{h.route("net.tcp://+:%d/orders/")}, worker.Options{ControlSocket: h.socket, Name: "slow"})
+	var ce *control.Error
+	require.ErrorAs(t, err, &ce)
+	assert.Equal(t, control.CodeBackoff, ce.Code)
+}
+
+func TestCompatOneHandoffInFlightAndQueueNeverExpires(t *testing.T) {
+	h := startDaemon(t, func(c *config.Config) {
+		c.DispatchFailurePolicy = config.Compat
+		c.QueueTimeout = 100 * time.Millisecond // ignored by compat
+	})
+	ln := h.hung("w", 8, h.route("net.tcp://+:%d/orders/"))
+	assert.Equal(t, 1, ln.Registered().MaxInflight)
+	var conns []net.Conn
+	for range 3 {
+		c, err := net.Dial("tcp", h.addr())
+		require.NoError(t, err)
+		defer c.Close()
+		c.Write(nmf.AppendPreamble(nil, nmf.Preamble{Major: 1, Mode: nmf.ModeDuplex, Via: h.via("/orders/"), Encoding: nmf.EncodingBinarySession}))
+		conns = append(conns, c)
+	}
+	testutil.Eventually(t, step, func() bool { st := h.d.Status(); return st.Inflight == 1 && st.Queued == 2 }, "1 in flight, 2 queued")
+	time.Sleep(300 * time.Millisecond)
+	st := h.d.Status()
+	assert.Equal(t, 2, st.Queued, "compat queues never expire")
+	// Now the worker accepts: all three are served in turn.
+	h.serve(ln, "w", refworker.Echo)
+	for _, c := range conns {
+		c.SetDeadline(time.Now().Add(step))
+		got, err := testutil.NetTCPOn(c, nil, "q")
+		require.NoError(t, err)
+		assert.Equal(t, []string{"w:q"}, got)
+	}
+	s := h.balanced()
+	assert.EqualValues(t, 3, s.Outcomes["dispatched"])
+}
+
+func TestReclaimDispatchTimeoutKeepsWorker(t *testing.T) {
+	h := startDaemon(t, func(c *config.Config) {
+		c.DispatchTimeout = 200 * time.Millisecond
+		c.QueueTimeout = 300 * time.Millisecond
+	})
+	ln := h.hung("slow", 1, h.route("net.tcp://+:%d/orders/"))
+
+	start := time.Now()
+	_, err := testutil.NetTCPSession(h.addr(), h.via("/orders/"), step)
+	var fe *nmf.FaultError
+	require.ErrorAs(t, err, &fe)
+	assert.Equal(t, nmf.FaultServerTooBusy, fe.Name)
+	assert.Less(t, time.Since(start), 2*time.Second, "no client waits past the timeouts")
+	assert.Contains(t, h.logs.String(), LeakedHandleMessage)
+
+	// The credit is still owed: the next client waits in the queue and expires.
+	_, err = testutil.NetTCPSession(h.addr(), h.via("/orders/"), step)
+	require.ErrorAs(t, err, &fe)
+	assert.Equal(t, nmf.FaultServerTooBusy, fe.Name)
+
+	// The worker is still registered; once it accepts (dropping the expired
+	// hand-off), its credit returns and clients are served.
+	require.Len(t, h.d.Status().Workers, 1)
+	h.serve(ln, "slow", refworker.Echo)
+	testutil.Eventually(t, step, func() bool {
+		got, err := testutil.NetTCPSession(h.addr(), h.via("/orders/"), step, "ok")
+		return err == nil && len(got) == 1
+	}, "served after the worker recovers")
+	s := h.balanced()
+	assert.EqualValues(t, 1, s.Outcomes["dispatch_timeout"])
+	assert.EqualValues(t, 1, s.Outcomes["queue_timeout"])
+}
+
+func TestReclaimQueueFullAnswersServerTooBusy(t *testing.T) {
+	h := startDaemon(t, func(c *config.Config) {
+		c.MaxPendingConnections = 2
+		c.MaxPendingAccepts = 1
+		c.QueueTimeout = 5 * time.Second
+		c.DispatchTimeout = 5 * time.Second
+	})
+	h.hung("w", 1, h.route("http://+:%d/"))
+	var conns []net.Conn
+	for range 3 { // one in flight, two queued: the route's queue is full
+		c, err := net.Dial("tcp", h.addr())
+		require.NoError(t, err)
+		defer c.Close()
+		c.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
+		conns = append(conns, c)
+		time.Sleep(50 * time.Millisecond)
+	}
+	testutil.Eventually(t, step, func() bool { st := h.d.Status(); return st.Inflight == 1 && st.Queued == 2 }, "1 in flight, 2 queued")
+	c, err := net.Dial("tcp", h.addr())
+	require.NoError(t, err)
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(step))
+	c.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, 503, resp.StatusCode)
+	assert.EqualValues(t, 1, h.d.Ledger().Outcomes["queue_full"])
+	for _, c := range conns {
+		c.Close()
+	}
+}
+
+func TestReclaimGracePeriodAnswersEndpointUnavailable(t *testing.T) {
+	h := startDaemon(t, func(c *config.Config) { c.GracePeriod = 500 * time.Millisecond })
+	ln := h.echoWorker("orders", h.route("net.tcp://+:%d/orders/"))
+	ln.Close()
+	testutil.Eventually(t, step, func() bool { st := h.d.Status(); return len(st.Routes) == 1 && st.Routes[0].State == "grace" }, "route in grace")
+	_, err := testutil.NetTCPSession(h.addr(), h.via("/orders/"), step)
+	var fe *nmf.FaultError
+	require.ErrorAs(t, err, &fe)
+	assert.Equal(t, nmf.FaultEndpointUnavailable, fe.Name)
+	// After the grace period the port closes.
+	testutil.Eventually(t, step, func() bool {
+		c, err := net.DialTimeout("tcp", h.addr(), time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err != nil
+	}, "port closed after grace")
+	h.balanced()
+}
+
+func TestCrashedWorkerHandoffsAreReclaimed(t *testing.T) {
+	h := startDaemon(t, nil)
+	route := h.route("net.tcp://+:%d/orders/")
+	hang := testutil.Start(t, nil, "hang", h.socket, "orders", "4", route)
+	hang.WaitOutput(t, "registered", step)
+
+	// Four sessions are handed to the hung process and wait there.
+	type result struct {
+		got []string
+		err error
+	}
+	results := make(chan result, 4)
+	for range 4 {
+		go func() {
+			got, err := testutil.NetTCPSession(h.addr(), h.via("/orders/"), 10*time.Second, "x")
+			results <- result{got, err}
+		}()
+	}
+	testutil.Eventually(t, step, func() bool { return h.d.Status().Inflight == 4 }, "4 hand-offs in flight")
+	baseline := testutil.FDCount(t, hang.PID()) // the child holds them
+
+	// A healthy process of the same service joins; the hung one is killed.
+	h.echoWorker("orders", route)
+	hang.Signal(9)
+	hang.Wait(step)
+	for range 4 {
+		r := <-results
+		require.NoError(t, r.err)
+		assert.Equal(t, []string{"orders:x"}, r.got)
+	}
+	s := h.balanced()
+	assert.EqualValues(t, 4, s.Outcomes["dispatched"])
+	_ = baseline
+}
+
+func TestCompatCrashedWorkerFailsHandoffs(t *testing.T) {
+	h := startDaemon(t, func(c *config.Config) { c.DispatchFailurePolicy = config.Compat })
+	hang := testutil.Start(t, nil, "hang", h.socket, "orders", "1", h.route("net.tcp://+:%d/orders/"))
+	hang.WaitOutput(t, "registered", step)
+	errs := make(chan error, 2)
+	for range 2 {
+		go func() {
+			_, err := testutil.NetTCPSession(h.addr(), h.via("/orders/"), 10*time.Second)
+			errs <- err
+		}()
+	}
+	testutil.Eventually(t, step, func() bool { st := h.d.Status(); return st.Inflight == 1 && st.Queued == 1 }, "1 in flight, 1 queued")
+	hang.Signal(9)
+	var faults []string
+	for range 2 {
+		err := <-errs
+		var fe *nmf.FaultError
+		if errors.As(err, &fe) {
+			faults = append(faults, fe.Name)
+		} else {
+			require.Error(t, err) // the queued one is aborted
+		}
+	}
+	assert.Equal(t, []string{nmf.FaultConnectionDispatchFailed}, faults)
+	s := h.balanced()
+	assert.EqualValues(t, 2, s.Outcomes["dispatch_error"])
+}
+
+func TestWorkerReregistersAfterDaemonRestart(t *testing.T) {
+	cfg := testConfig(t)
+	port := testutil.FreePort(t)
+	h := startDaemonWith(t, cfg, port)
+	ln := h.echoWorker("orders", h.route("net.tcp://+:%d/orders/"))
+	_, err := testutil.NetTCPSession(h.addr(), h.via("/orders/"), step, "1")
+	require.NoError(t, err)
+	h.stop()
+
+	h2 := startDaemonWith(t, cfg, port)
+	testutil.Eventually(t, 10*time.Second, func() bool { return len(h2.d.Status().Routes) == 1 }, "worker re-registered")
+	got, err := testutil.NetTCPSession(h2.addr(), h2.via("/orders/"), step, "2")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"orders:2"}, got)
+	_ = ln
+}
+
+func TestLedgerBalancesUnderConcurrentMixedLoad(t *testing.T) {
+	h := startDaemon(t, func(c *config.Config) { c.ReceiveTimeout = 300 * time.Millisecond })
+	h.echoWorker("orders", h.route("net.tcp://+:%d/orders/"))
+	var wg sync.WaitGroup
+	for i := range 40 {
+		wg.Go(func() {
+			switch i % 4 {
+			case 0:
+				testutil.NetTCPSession(h.addr(), h.via("/orders/"), step, "x")
+			case 1:
+				testutil.NetTCPSession(h.addr(), h.via("/none/"), step)
+			case 2:
+				if c, err := net.Dial("tcp", h.addr()); err == nil {
+					c.Write([]byte{0x00, 0x01})
+					time.Sleep(400 * time.Millisecond)
+					c.Close()
+				}
+			case 3:
+				if c, err := net.Dial("tcp", h.addr()); err == nil {
+					c.Write([]byte("\xff garbage"))
+					c.Close()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	s := h.balanced()
+	assert.EqualValues(t, 40, s.Accepted)
+	assert.EqualValues(t, 10, s.Outcomes["dispatched"])
+	assert.EqualValues(t, 10, s.Outcomes["no_route"])
+	assert.EqualValues(t, 10, s.Outcomes["receive_timeout"])
+	assert.EqualValues(t, 10, s.Outcomes["protocol_failure"])
+	assert.True(t, strings.Contains(h.logs.String(), "listening"))
+}

@@ -1,0 +1,70 @@
+package daemon
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// metrics are the daemon's Prometheus series (SPEC §5 names, plus the
+// ledger by outcome and the queue and in-flight gauges the tuning runs
+// sample).
+type metrics struct {
+	reg *prometheus.Registry
+
+	accepted         prometheus.Counter
+	dispatched       prometheus.Counter
+	dispatchFailures *prometheus.CounterVec
+	protocolFailures *prometheus.CounterVec
+	registrations    prometheus.Gauge
+	urisRegistered   prometheus.Counter
+	urisUnregistered prometheus.Counter
+	pending          prometheus.Gauge
+	queued           prometheus.Gauge
+	inflight         prometheus.Gauge
+	outcomes         *prometheus.CounterVec
+	acceptPauses     *prometheus.CounterVec
+	dispatchDuration prometheus.Histogram
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		accepted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "portshare_connections_accepted_total", Help: "Connections accepted on shared ports."}),
+		dispatched: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "portshare_connections_dispatched_total", Help: "Connections handed off and acknowledged by a worker."}),
+		dispatchFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "portshare_dispatch_failures_total",
+			Help: "Connections that could not be dispatched, by reason; reason=\"timeout\" is the leaked-handle event."}, []string{"reason"}),
+		protocolFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "portshare_protocol_failures_total", Help: "Connections whose routing key could not be read, by reason."}, []string{"reason"}),
+		registrations: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "portshare_registrations_active", Help: "Worker registrations currently connected."}),
+		urisRegistered: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "portshare_uris_registered_total", Help: "Route URIs added to the route table."}),
+		urisUnregistered: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "portshare_uris_unregistered_total", Help: "Route URIs removed from the route table."}),
+		pending: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "portshare_pending_connections", Help: "Connections accepted and still reading their routing key, plus accepts outstanding (the max_pending_connections gate)."}),
+		queued: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "portshare_queued_connections", Help: "Connections waiting in route queues for a worker."}),
+		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "portshare_handoffs_inflight", Help: "Hand-offs sent to workers and not yet acknowledged."}),
+		outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "portshare_connection_outcomes_total", Help: "Ledger: accepted connections by final outcome."}, []string{"outcome"}),
+		acceptPauses: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "portshare_accept_pauses_total", Help: "Times accepting paused, by reason (emfile, enfile, error)."}, []string{"reason"}),
+		dispatchDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "portshare_dispatch_duration_seconds",
+			Help:    "From accept to the worker's acknowledgement of the hand-off.",
+			Buckets: prometheus.ExponentialBuckets(50e-6, 2.5, 16)}),
+	}
+	m.reg.MustRegister(m.accepted, m.dispatched, m.dispatchFailures, m.protocolFailures, m.registrations,
+		m.urisRegistered, m.urisUnregistered, m.pending, m.queued, m.inflight, m.outcomes, m.acceptPauses,
+		m.dispatchDuration, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	for _, o := range outcomeNames {
+		m.outcomes.WithLabelValues(o)
+	}
+	m.dispatchFailures.WithLabelValues("timeout")
+	return m
+}

@@ -1,0 +1,138 @@
+package daemon
+
+import (
+	"encoding/json"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/portshare/portshare/sharer/config"
+	"github.com/portshare/portshare/sharer/control"
+	"github.com/portshare/portshare/sharer/route"
+)
+
+// Status is the document `portshare status --json` prints.
+type Status struct {
+	PID      int                           `json:"pid"`
+	Policy   string                        `json:"policy"`
+	Config   config.Config                 `json:"config"`
+	Ports    []int                         `json:"ports"`
+	Routes   []RouteStatus                 `json:"routes"`
+	Workers  []WorkerStatus                `json:"workers"`
+	Pending  int                           `json:"pending"`
+	Queued   int                           `json:"queued"`
+	Inflight int                           `json:"inflight"`
+	Ledger   LedgerSnapshot                `json:"ledger"`
+	Counters map[string]map[string]float64 `json:"counters"`
+}
+
+// RouteStatus is one registered route.
+type RouteStatus struct {
+	URI     string   `json:"uri"`
+	Worker  string   `json:"worker"` // the serving service's name
+	Workers []uint64 `json:"workers"`
+	Queued  int      `json:"queued"`
+	State   string   `json:"state"` // "live" or "grace"
+}
+
+// WorkerStatus is one registration.
+type WorkerStatus struct {
+	ID          uint64   `json:"id"`
+	Name        string   `json:"name"`
+	PID         int      `json:"pid"`
+	UID         int      `json:"uid"`
+	Routes      []string `json:"routes"`
+	MaxInflight int      `json:"max_inflight"`
+	Inflight    int      `json:"inflight"`
+	Owed        int      `json:"owed"`
+}
+
+// Status returns the daemon's current state.
+func (d *Daemon) Status() Status {
+	s := Status{PID: os.Getpid(), Policy: string(d.policy), Config: *d.cfg.Load(), Routes: []RouteStatus{}, Workers: []WorkerStatus{}}
+	d.mu.Lock()
+	for p := range d.ports {
+		s.Ports = append(s.Ports, p)
+	}
+	d.routes.Each(func(u route.URI, re *routeEntry) bool {
+		rs := RouteStatus{URI: u.String(), Queued: re.queue.Len(), State: "live", Workers: []uint64{}}
+		if len(re.workers) == 0 {
+			rs.State = "grace"
+		} else {
+			rs.Worker = re.workers[0].name
+		}
+		for _, w := range re.workers {
+			rs.Workers = append(rs.Workers, w.id)
+		}
+		s.Queued += rs.Queued
+		s.Routes = append(s.Routes, rs)
+		return true
+	})
+	for _, w := range d.workers {
+		ws := WorkerStatus{ID: w.id, Name: w.name, PID: w.pid, UID: w.uid, MaxInflight: w.credit, Inflight: len(w.inflight), Owed: len(w.owed)}
+		for _, re := range w.routes {
+			ws.Routes = append(ws.Routes, re.uri.String())
+		}
+		s.Inflight += ws.Inflight
+		s.Workers = append(s.Workers, ws)
+	}
+	d.mu.Unlock()
+	sort.Ints(s.Ports)
+	sort.Slice(s.Workers, func(i, j int) bool { return s.Workers[i].ID < s.Workers[j].ID })
+	s.Pending = d.gateCount()
+	s.Ledger = d.ledger.Snapshot()
+	s.Counters = d.counters()
+	return s
+}
+
+func (d *Daemon) gateCount() int {
+	d.gate.mu.Lock()
+	defer d.gate.mu.Unlock()
+	return d.gate.n
+}
+
+// counters flattens the portshare_ counters and gauges: name → label value
+// ("" without labels) → value.
+func (d *Daemon) counters() map[string]map[string]float64 {
+	out := map[string]map[string]float64{}
+	mfs, err := d.m.reg.Gather()
+	if err != nil {
+		return out
+	}
+	for _, mf := range mfs {
+		name := mf.GetName()
+		if !strings.HasPrefix(name, "portshare_") || mf.GetType().String() == "HISTOGRAM" {
+			continue
+		}
+		vals := map[string]float64{}
+		for _, m := range mf.GetMetric() {
+			var labels []string
+			for _, l := range m.GetLabel() {
+				labels = append(labels, l.GetValue())
+			}
+			v := m.GetCounter().GetValue() + m.GetGauge().GetValue()
+			vals[strings.Join(labels, ",")] = v
+		}
+		out[strings.TrimPrefix(name, "portshare_")] = vals
+	}
+	return out
+}
+
+// statusChunk leaves room for the message header inside MaxMessage.
+const statusChunk = control.MaxMessage - 1024
+
+func (d *Daemon) sendStatus(cc *control.Conn) {
+	doc, err := json.Marshal(d.Status())
+	if err != nil {
+		return
+	}
+	for part := 0; ; part++ {
+		n := min(len(doc), statusChunk)
+		last := n == len(doc)
+		if cc.Send(control.TypeStatusReply, control.StatusReply{Part: part, Last: last}, doc[:n], -1, 5*time.Second) != nil || last {
+			return
+		}
+		doc = doc[n:]
+	}
+}

@@ -1,0 +1,149 @@
+// Package testutil holds what the integration tests share: child processes
+// (the test binary re-executed as portshare or as a test worker), free
+// loopback ports, descriptor counts, and small protocol clients.
+package testutil
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// childEnv marks a re-executed test binary.
+const childEnv = "PORTSHARE_TEST_CHILD"
+
+// RunChildIfRequested must be the first thing in a TestMain that starts
+// children with Start: in a child it runs main with the child's arguments
+// and exits with its code; in the test process it returns.
+func RunChildIfRequested(main func(args []string) int) {
+	if os.Getenv(childEnv) == "" {
+		return
+	}
+	os.Exit(main(os.Args[1:]))
+}
+
+// Proc is a child process whose output is kept for the test log.
+type Proc struct {
+	Cmd  *exec.Cmd
+	out  *lockedBuffer
+	done chan struct{}
+	err  error
+}
+
+// Start runs the test binary again as a child with args (passed to the
+// main given to RunChildIfRequested). The child is killed at the end of
+// the test if still running, and its output logged when the test fails.
+func Start(t testing.TB, env []string, args ...string) *Proc {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(append(os.Environ(), childEnv+"=1"), env...)
+	out := &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	p := &Proc{Cmd: cmd, out: out, done: make(chan struct{})}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %v: %v", args, err)
+	}
+	go func() { p.err = cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		p.Kill()
+		if t.Failed() {
+			t.Logf("output of %s:\n%s", strings.Join(args, " "), out.String())
+		}
+	})
+	return p
+}
+
+// PID is the child's process id.
+func (p *Proc) PID() int { return p.Cmd.Process.Pid }
+
+// Output returns what the child printed so far.
+func (p *Proc) Output() string { return p.out.String() }
+
+// Signal sends sig to the child.
+func (p *Proc) Signal(sig syscall.Signal) { p.Cmd.Process.Signal(sig) }
+
+// Kill kills the child and waits for it.
+func (p *Proc) Kill() {
+	p.Cmd.Process.Kill()
+	<-p.done
+}
+
+// Wait waits up to timeout for the child to exit and returns its exit
+// code, or -1 on timeout.
+func (p *Proc) Wait(timeout time.Duration) int {
+	select {
+	case <-p.done:
+		return p.Cmd.ProcessState.ExitCode()
+	case <-time.After(timeout):
+		return -1
+	}
+}
+
+// Exited reports whether the child has exited.
+func (p *Proc) Exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// WaitOutput waits up to timeout for the child's output to contain s.
+func (p *Proc) WaitOutput(t testing.TB, s string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !strings.Contains(p.Output(), s) {
+		if time.Now().After(deadline) || p.Exited() {
+			t.Fatalf("child never printed %q; output:\n%s", s, p.Output())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// FDCount counts the open descriptors of process pid.
+func FDCount(t testing.TB, pid int) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/fd")
+	if err != nil {
+		t.Fatalf("counting fds of %d: %v", pid, err)
+	}
+	return len(ents)
+}
+
+// Eventually polls cond every 10 ms until it holds or timeout passes.
+func Eventually(t testing.TB, timeout time.Duration, cond func() bool, format string, args ...any) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %s: %s", timeout, fmt.Sprintf(format, args...))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
