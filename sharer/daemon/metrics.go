@@ -66,5 +66,6 @@ func newMetrics() *metrics {
 		m.outcomes.WithLabelValues(o)
 	}
 	m.dispatchFailures.WithLabelValues("timeout")
+	m.protocolFailures.WithLabelValues("receive_timeout")
 	return m
 }

@@ -54,7 +54,11 @@ func badRequest(detail string) error {
 }
 
 // parseHTTPHead parses a complete head (ending in its blank line) into the
-// routing key, or returns the *Error the client is answered with.
+// routing key. It refuses with 505 ("unsupported_version") the HTTP/2
+// preface, and with 400 ("bad_request") a malformed request line, a version
+// other than HTTP/1.0 and HTTP/1.1, a malformed or folded header line, more
+// than one Host, no Host in HTTP/1.1, an invalid Host, and a target that is
+// neither origin-form, absolute-form http(s) nor "*" with OPTIONS.
 func parseHTTPHead(head []byte) (Key, bool, error) {
 	lines := strings.Split(string(head), "\n")
 	lines = lines[:len(lines)-2] // the blank line and the empty rest after it

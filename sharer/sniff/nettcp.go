@@ -2,6 +2,7 @@ package sniff
 
 import (
 	"strconv"
+	"strings"
 
 	"github.com/portshare/portshare/sharer/nmf"
 )
@@ -17,9 +18,8 @@ type netTCPParser struct {
 func newNetTCP(Limits) parser { return &netTCPParser{} }
 
 // feed decodes the next bytes. Once the preamble is routable it returns the
-// Via's host, port (0 if absent) and path (escaped, without query or
-// fragment, "/" if empty); a refused preamble gives an *Error carrying the
-// decoder's reason and the fault WCF would send for it.
+// Via's host, port (0 if absent) and path; a refused preamble gives an
+// *Error carrying the decoder's reason and the fault WCF would send for it.
 func (p *netTCPParser) feed(b []byte) (Key, bool, error) {
 	_, done, err := p.d.Feed(b)
 	if err != nil {
@@ -29,14 +29,33 @@ func (p *netTCPParser) feed(b []byte) (Key, bool, error) {
 	if !done {
 		return Key{}, false, nil
 	}
-	u := p.d.ViaURL()
-	key := Key{Protocol: NetTCP, Host: u.Hostname(), Path: u.EscapedPath(), Via: p.d.Preamble().Via}
-	if key.Path == "" {
-		key.Path = "/" // an opaque or authority-only Via
-	}
+	u, via := p.d.ViaURL(), p.d.Preamble().Via
+	key := Key{Protocol: NetTCP, Host: u.Hostname(), Path: viaPath(via), Via: via}
 	if port := u.Port(); port != "" {
 		// The decoder has checked it is decimal and at most 65535.
 		key.Port, _ = strconv.Atoi(port)
 	}
 	return key, true, nil
+}
+
+// viaPath returns the path of an absolute URI as written, as HTTP routes
+// get theirs: escapes are kept and not normalised. The query and fragment
+// are dropped; an empty or opaque path ("urn:x") gives "/".
+func viaPath(via string) string {
+	_, rest, _ := strings.Cut(via, ":")
+	if r, ok := strings.CutPrefix(rest, "//"); ok {
+		// An authority holds none of these.
+		i := strings.IndexAny(r, "/?#")
+		if i < 0 {
+			return "/"
+		}
+		rest = r[i:]
+	}
+	if i := strings.IndexAny(rest, "?#"); i >= 0 {
+		rest = rest[:i]
+	}
+	if !strings.HasPrefix(rest, "/") {
+		return "/"
+	}
+	return rest
 }

@@ -49,8 +49,11 @@ func TestNetTCPKeys(t *testing.T) {
 		{nmf.ModeDuplex, "net.tcp://Orders.Example/Svc/A?x=1#f", Key{Host: "Orders.Example", Path: "/Svc/A"}},
 		{nmf.ModeDuplex, "net.tcp://[::1]:808", Key{Host: "::1", Port: 808, Path: "/"}},
 		{nmf.ModeDuplex, "net.tcp://h/a%2Fb/c%20d", Key{Host: "h", Path: "/a%2Fb/c%20d"}},
-		{nmf.ModeDuplex, "net.tcp://h/zürich", Key{Host: "h", Path: "/z%C3%BCrich"}},
-		{nmf.ModeDuplex, "urn:opaque", Key{Path: "/"}},
+		{nmf.ModeDuplex, "net.tcp://h/zürich", Key{Host: "h", Path: "/zürich"}},
+		{nmf.ModeDuplex, "net.tcp://h?/x", Key{Host: "h", Path: "/"}},
+		{nmf.ModeDuplex, "net.tcp://u@h:1#/x", Key{Host: "h", Port: 1, Path: "/"}},
+		{nmf.ModeDuplex, "net.tcp:/rooted?q", Key{Path: "/rooted"}},
+		{nmf.ModeDuplex, "urn:opaque/x", Key{Path: "/"}},
 	} {
 		in := nmf.AppendPreamble(nil, nmf.Preamble{Major: 1, Mode: tc.mode, Via: tc.via})
 		want := tc.want
@@ -119,6 +122,7 @@ func FuzzSniffNetTCP(f *testing.F) {
 			assert.Equal(t, NetTCP, whole.Key.Protocol)
 			assert.True(t, strings.HasPrefix(whole.Key.Path, "/"), "path %q", whole.Key.Path)
 			assert.NotContains(t, whole.Key.Path, "?")
+			assert.True(t, whole.Key.Path == "/" || strings.Contains(whole.Key.Via, whole.Key.Path), "path %q of %q", whole.Key.Path, whole.Key.Via)
 			assert.True(t, whole.Key.Port >= 0 && whole.Key.Port <= 65535)
 			assert.LessOrEqual(t, len(whole.Key.Via), nmf.MaxViaLength)
 		case whole.Err != nil:

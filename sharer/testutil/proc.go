@@ -29,6 +29,16 @@ func RunChildIfRequested(main func(args []string) int) {
 	os.Exit(main(os.Args[1:]))
 }
 
+// ChildCommand returns a command that runs the test binary at bin (a copy
+// of os.Args[0], say) as a child with args, for tests that need control
+// over how it runs (another user, say).
+func ChildCommand(bin string, args ...string) *exec.Cmd {
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), childEnv+"=1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	return cmd
+}
+
 // Proc is a child process whose output is kept for the test log.
 type Proc struct {
 	Cmd  *exec.Cmd
@@ -42,11 +52,10 @@ type Proc struct {
 // the test if still running, and its output logged when the test fails.
 func Start(t testing.TB, env []string, args ...string) *Proc {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], args...)
-	cmd.Env = append(append(os.Environ(), childEnv+"=1"), env...)
+	cmd := ChildCommand(os.Args[0], args...)
+	cmd.Env = append(cmd.Env, env...)
 	out := &lockedBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	p := &Proc{Cmd: cmd, out: out, done: make(chan struct{})}
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %v: %v", args, err)

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/portshare/portshare/sharer/daemon"
+	"github.com/portshare/portshare/sharer/testutil"
+	"github.com/portshare/portshare/sharer/worker"
+)
+
+func TestMain(m *testing.M) {
+	testutil.RunChildIfRequested(childMain)
+	goleak.VerifyTestMain(m)
+}
+
+// childMain runs the CLI, plus one test-only command: "hang-worker SOCKET
+// NAME CREDIT ROUTE…" registers and never accepts.
+func childMain(args []string) int {
+	if len(args) > 0 && args[0] == "hang-worker" {
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+		defer stop()
+		credit, _ := strconv.Atoi(args[3])
+		if _, err := worker.Listen(ctx, args[4:], worker.Options{ControlSocket: args[1], Name: args[2], MaxInflight: credit}); err != nil {
+			fmt.Println("register error:", err)
+			return 3
+		}
+		fmt.Println("registered")
+		<-ctx.Done()
+		return 0
+	}
+	return run(context.Background(), args, os.Stdout, os.Stderr)
+}
+
+// cli runs the CLI in-process and returns its exit code and output.
+func cli(args ...string) (int, string, string) {
+	var out, errb bytes.Buffer
+	code := run(context.Background(), args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+// env is a daemon child process on loopback.
+type env struct {
+	t      *testing.T
+	dir    string
+	socket string
+	port   int
+	cfg    string
+	daemon *testutil.Proc
+}
+
+func writeConfig(t *testing.T, dir, socket, extra string) string {
+	path := filepath.Join(dir, "portshare.yaml")
+	cfg := fmt.Sprintf("control_socket: %s\nlisten_addresses: [\"127.0.0.1\"]\nlisten_backlog: 256\nmax_pending_accepts: 2\nreceive_timeout: 2s\ndispatch_timeout: 2s\nqueue_timeout: 2s\nallow_accounts: [\"uid:%d\"]\n%s",
+		socket, os.Getuid(), extra)
+	require.NoError(t, os.WriteFile(path, []byte(cfg), 0o644))
+	return path
+}
+
+func startEnv(t *testing.T, extra string) *env {
+	t.Helper()
+	socket := testutil.SocketPath(t)
+	e := &env{t: t, dir: filepath.Dir(socket), socket: socket, port: testutil.FreePort(t)}
+	e.cfg = writeConfig(t, e.dir, socket, extra)
+	e.startDaemon()
+	return e
+}
+
+func (e *env) startDaemon() {
+	e.t.Helper()
+	e.daemon = testutil.Start(e.t, nil, "serve", "--config", e.cfg)
+	e.daemon.WaitOutput(e.t, "portshare daemon serving", 10*time.Second)
+}
+
+func (e *env) route(format string) string { return fmt.Sprintf(format, e.port) }
+func (e *env) addr() string               { return "127.0.0.1:" + strconv.Itoa(e.port) }
+func (e *env) via(path string) string {
+	return fmt.Sprintf("net.tcp://localhost:%d%s", e.port, path)
+}
+
+func (e *env) worker(name, mode string, routes ...string) *testutil.Proc {
+	e.t.Helper()
+	args := []string{"worker", "--control-socket", e.socket, "--name", name, "--mode", mode}
+	for _, r := range routes {
+		args = append(args, "--route", r)
+	}
+	p := testutil.Start(e.t, nil, args...)
+	p.WaitOutput(e.t, "worker registered", 10*time.Second)
+	return p
+}
+
+func (e *env) status() daemon.Status {
+	e.t.Helper()
+	code, out, errs := cli("status", "--json", "--control-socket", e.socket)
+	require.Equal(e.t, 0, code, errs)
+	var st daemon.Status
+	require.NoError(e.t, json.Unmarshal([]byte(out), &st))
+	return st
+}
+
+// balanced waits for the ledger to have no open connection and checks it.
+func (e *env) balanced() daemon.Status {
+	e.t.Helper()
+	var st daemon.Status
+	testutil.Eventually(e.t, 10*time.Second, func() bool { st = e.status(); return st.Ledger.Open == 0 }, "ledger open: %+v", st.Ledger)
+	var sum uint64
+	for _, v := range st.Ledger.Outcomes {
+		sum += v
+	}
+	require.Equal(e.t, st.Ledger.Accepted, sum)
+	return st
+}
