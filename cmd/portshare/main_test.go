@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -53,7 +54,7 @@ func cli(args ...string) (int, string, string) {
 
 // env is a daemon child process on loopback.
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	dir    string
 	socket string
 	port   int
@@ -61,11 +62,29 @@ type env struct {
 	daemon *testutil.Proc
 }
 
-func writeConfig(t *testing.T, dir, socket, extra string) string {
+// writeConfig writes a daemon configuration for loopback tests: short
+// timeouts, our own uid allowed; extra lines ("key: value\n") replace or
+// add keys.
+func writeConfig(t testing.TB, dir, socket, extra string) string {
+	keys := []string{"control_socket", "listen_addresses", "listen_backlog", "max_pending_accepts", "receive_timeout", "dispatch_timeout", "queue_timeout", "allow_accounts"}
+	vals := map[string]string{
+		"control_socket": socket, "listen_addresses": `["127.0.0.1"]`, "listen_backlog": "256", "max_pending_accepts": "2",
+		"receive_timeout": "2s", "dispatch_timeout": "2s", "queue_timeout": "2s", "allow_accounts": fmt.Sprintf(`["uid:%d"]`, os.Getuid()),
+	}
+	for _, line := range strings.Split(strings.TrimSpace(extra), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok {
+			if _, known := vals[k]; !known {
+				keys = append(keys, k)
+			}
+			vals[k] = strings.TrimSpace(v)
+		}
+	}
+	var b strings.Builder
+	for _, k := range keys {
+		fmt.Fprintf(&b, "%s: %s\n", k, vals[k])
+	}
 	path := filepath.Join(dir, "portshare.yaml")
-	cfg := fmt.Sprintf("control_socket: %s\nlisten_addresses: [\"127.0.0.1\"]\nlisten_backlog: 256\nmax_pending_accepts: 2\nreceive_timeout: 2s\ndispatch_timeout: 2s\nqueue_timeout: 2s\nallow_accounts: [\"uid:%d\"]\n%s",
-		socket, os.Getuid(), extra)
-	require.NoError(t, os.WriteFile(path, []byte(cfg), 0o644))
+	require.NoError(t, os.WriteFile(path, []byte(b.String()), 0o644))
 	return path
 }
 
@@ -99,6 +118,19 @@ func (e *env) worker(name, mode string, routes ...string) *testutil.Proc {
 	p := testutil.Start(e.t, nil, args...)
 	p.WaitOutput(e.t, "worker registered", 10*time.Second)
 	return p
+}
+
+// fetchStatusOrNil returns the daemon's status, or nil if it does not answer.
+func fetchStatusOrNil(socket string) *daemon.Status {
+	raw, err := fetchStatus(socket)
+	if err != nil {
+		return nil
+	}
+	var st daemon.Status
+	if json.Unmarshal(raw, &st) != nil {
+		return nil
+	}
+	return &st
 }
 
 func (e *env) status() daemon.Status {

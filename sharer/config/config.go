@@ -63,13 +63,17 @@ type Config struct {
 }
 
 // Default returns the configuration used for missing keys.
-func Default() Config {
-	cpus := runtime.NumCPU()
+func Default() Config { return defaultFor(runtime.NumCPU()) }
+
+// defaultFor is Default on a machine with cpus CPUs. max_pending_accepts is
+// capped at the max_pending_connections default: 4 × CPUs alone would make
+// the defaults invalid on machines with 26 CPUs or more.
+func defaultFor(cpus int) Config {
 	return Config{
 		ControlSocket:         DefaultControlSocket(),
 		ListenAddresses:       []string{"0.0.0.0", "::"},
 		ListenBacklog:         12 * cpus,
-		MaxPendingAccepts:     4 * cpus,
+		MaxPendingAccepts:     min(4*cpus, 100),
 		MaxPendingConnections: 100,
 		ReceiveTimeout:        30 * time.Second,
 		DispatchTimeout:       60 * time.Second,
@@ -138,7 +142,7 @@ func durationField(dst func(*Config) *time.Duration, min time.Duration) field {
 func intField(dst func(*Config) *int, min, max int) field {
 	return field{func(c *Config, n *yaml.Node) error {
 		if n.Kind != yaml.ScalarNode || n.Tag != "!!int" {
-			return fmt.Errorf("want an integer, got %q", n.Value)
+			return fmt.Errorf("want an integer, got %s", describe(n))
 		}
 		v, err := strconv.Atoi(n.Value)
 		if err != nil || v < min || v > max {
@@ -152,7 +156,7 @@ func intField(dst func(*Config) *int, min, max int) field {
 func stringField(dst func(*Config) *string, check func(string) error) field {
 	return field{func(c *Config, n *yaml.Node) error {
 		if n.Kind != yaml.ScalarNode || n.Tag != "!!str" {
-			return fmt.Errorf("want a string, got %q", n.Value)
+			return fmt.Errorf("want a string, got %s", describe(n))
 		}
 		if check != nil {
 			if err := check(n.Value); err != nil {
@@ -162,6 +166,18 @@ func stringField(dst func(*Config) *string, check func(string) error) field {
 		*dst(c) = n.Value
 		return nil
 	}}
+}
+
+// describe names a value for an error message: a scalar by its text, a
+// list or mapping by its kind (their text is empty, and `got ""` misleads).
+func describe(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.MappingNode:
+		return "a mapping"
+	}
+	return strconv.Quote(n.Value)
 }
 
 func listField(dst func(*Config) *[]string, check func(string) error) field {
@@ -231,19 +247,26 @@ func Keys() []string {
 }
 
 // Parse reads a configuration document; name is used in error messages.
+// An empty file or empty document gives the defaults. A second document,
+// even an empty one, is an error.
 func Parse(name string, data []byte) (Config, error) {
 	c := Default()
 	c.File = name
 	dec := yaml.NewDecoder(bytes.NewReader(data))
-	var doc yaml.Node
-	if err := dec.Decode(&doc); err != nil {
-		if errors.Is(err, io.EOF) {
-			return c, nil // empty file: all defaults
-		}
+	var doc, extra yaml.Node
+	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
 		return Config{}, fmt.Errorf("%s: bad YAML: %w", name, err)
 	}
-	if len(doc.Content) == 0 {
-		return c, nil
+	// Check what follows the first document before using it: bad YAML
+	// after a "---" must not pass unnoticed.
+	switch err := dec.Decode(&extra); {
+	case err == nil:
+		return Config{}, fmt.Errorf("%s:%d: more than one YAML document", name, extra.Line)
+	case !errors.Is(err, io.EOF):
+		return Config{}, fmt.Errorf("%s: bad YAML: %w", name, err)
+	}
+	if len(doc.Content) == 0 || doc.Content[0].Tag == "!!null" {
+		return c, nil // empty file or empty document: all defaults
 	}
 	root := doc.Content[0]
 	if root.Kind != yaml.MappingNode {
@@ -264,24 +287,36 @@ func Parse(name string, data []byte) (Config, error) {
 			return Config{}, fmt.Errorf("%s:%d: %s: %w", name, v.Line, k.Value, err)
 		}
 	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); err == nil {
-		return Config{}, fmt.Errorf("%s:%d: more than one YAML document", name, extra.Line)
+	if err := c.validate(seen); err != nil {
+		return Config{}, err
 	}
-	return c, c.Validate()
+	return c, nil
 }
 
 // Validate checks relations between keys.
-func (c Config) Validate() error {
+func (c Config) Validate() error { return c.validate(nil) }
+
+// validate checks relations between keys; lines (key → line, from Parse)
+// lets an error point at the line of the key that was given.
+func (c Config) validate(lines map[string]int) error {
 	where := c.File
 	if where == "" {
 		where = "config"
 	}
+	at := func(keys ...string) string {
+		for _, k := range keys {
+			if l, ok := lines[k]; ok {
+				return fmt.Sprintf("%s:%d", where, l)
+			}
+		}
+		return where
+	}
 	if len(c.ListenAddresses) == 0 {
-		return fmt.Errorf("%s: listen_addresses must name at least one address", where)
+		return fmt.Errorf("%s: listen_addresses must name at least one address", at("listen_addresses"))
 	}
 	if c.MaxPendingAccepts > c.MaxPendingConnections {
-		return fmt.Errorf("%s: max_pending_accepts (%d) must not exceed max_pending_connections (%d)", where, c.MaxPendingAccepts, c.MaxPendingConnections)
+		return fmt.Errorf("%s: max_pending_accepts (%d) must not exceed max_pending_connections (%d)",
+			at("max_pending_accepts", "max_pending_connections"), c.MaxPendingAccepts, c.MaxPendingConnections)
 	}
 	return nil
 }

@@ -156,3 +156,39 @@ func Eventually(t testing.TB, timeout time.Duration, cond func() bool, format st
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// RSS returns the resident set size of process pid in bytes.
+func RSS(t testing.TB, pid int) int64 {
+	t.Helper()
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		t.Fatalf("reading status of %d: %v", pid, err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	t.Fatalf("no VmRSS for %d", pid)
+	return 0
+}
+
+// RaiseNOFILE raises this process's soft descriptor limit to at least n
+// (up to the hard limit) and returns the limit in force. Children inherit it.
+func RaiseNOFILE(t testing.TB, n uint64) uint64 {
+	t.Helper()
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	if lim.Cur < n {
+		old := lim.Cur
+		lim.Cur = min(n, lim.Max)
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { lim.Cur = old; syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim) })
+	}
+	return lim.Cur
+}
