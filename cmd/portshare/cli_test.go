@@ -17,6 +17,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 
 	"github.com/portshare/portshare/sharer/nmf"
 	"github.com/portshare/portshare/sharer/testutil"
@@ -276,4 +277,48 @@ func TestSIGHUPReloadsLiveLimits(t *testing.T) {
 	assert.Equal(t, 7, st.Config.MaxPendingConnections, "live")
 	assert.Equal(t, "reclaim", st.Policy, "needs a restart: kept")
 	assert.Contains(t, e.daemon.Output(), "key=dispatch_failure_policy")
+}
+
+// cpuTicks returns utime+stime of pid in clock ticks.
+func cpuTicks(t *testing.T, pid int) int {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	require.NoError(t, err)
+	f := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+2:]))
+	u, _ := strconv.Atoi(f[11])
+	s, _ := strconv.Atoi(f[12])
+	return u + s
+}
+
+func TestOutOfDescriptorsPausesAcceptingWithoutSpinning(t *testing.T) {
+	e := startEnv(t, "receive_timeout: 700ms\n")
+	e.worker("orders", "echo", e.route("net.tcp://+:%d/orders/"))
+	_, err := testutil.NetTCPSession(e.addr(), e.via("/orders/"), step, "x")
+	require.NoError(t, err)
+	e.balanced()
+	base := testutil.FDCount(t, e.daemon.PID())
+	var old unix.Rlimit
+	require.NoError(t, unix.Prlimit(e.daemon.PID(), unix.RLIMIT_NOFILE, nil, &old))
+	lim := unix.Rlimit{Cur: uint64(base + 4), Max: old.Max}
+	require.NoError(t, unix.Prlimit(e.daemon.PID(), unix.RLIMIT_NOFILE, &lim, nil))
+
+	var conns []net.Conn
+	for range 24 {
+		c, err := net.Dial("tcp", e.addr())
+		require.NoError(t, err) // the kernel completes the handshake; the daemon cannot accept most
+		defer c.Close()
+		conns = append(conns, c)
+	}
+	ticks := cpuTicks(t, e.daemon.PID())
+	time.Sleep(time.Second)
+	used := cpuTicks(t, e.daemon.PID()) - ticks
+	assert.Less(t, used, 20, "daemon CPU while out of descriptors: %d ticks in 1s", used)
+
+	require.NoError(t, unix.Prlimit(e.daemon.PID(), unix.RLIMIT_NOFILE, &old, nil))
+	testutil.Eventually(t, 10*time.Second, func() bool { return e.status().Ledger.Accepted == 25 }, "all 24 accepted")
+	st := e.balanced()
+	assert.EqualValues(t, 25, st.Ledger.Accepted, "every connection is accepted once descriptors are back")
+	assert.EqualValues(t, 24, st.Ledger.Outcomes["receive_timeout"])
+	assert.Positive(t, st.Counters["accept_pauses_total"]["emfile"])
+	_, err = testutil.NetTCPSession(e.addr(), e.via("/orders/"), step, "after")
+	require.NoError(t, err)
 }

@@ -483,3 +483,66 @@ func TestLedgerBalancesUnderConcurrentMixedLoad(t *testing.T) {
 	assert.EqualValues(t, 10, s.Outcomes["protocol_failure"])
 	assert.True(t, strings.Contains(h.logs.String(), "listening"))
 }
+
+// rawRegister registers over a bare control connection.
+func rawRegister(t *testing.T, socket, name string, routes ...string) *control.Conn {
+	cc, err := control.Dial(socket, step)
+	require.NoError(t, err)
+	t.Cleanup(func() { cc.Close() })
+	cc.SetDeadline(time.Now().Add(step))
+	require.NoError(t, cc.Send(control.TypeRegister, control.Register{Name: name, Routes: routes, MaxInflight: 1}, nil, -1, step))
+	m, err := cc.Recv()
+	require.NoError(t, err)
+	require.Equal(t, control.TypeRegistered, m.Type, "%s", m.Header)
+	return cc
+}
+
+func TestWorkerMayUnregisterOnlyItsOwnRoutes(t *testing.T) {
+	h := startDaemon(t, func(c *config.Config) { c.GracePeriod = 0 })
+	mine, theirs := h.route("net.tcp://+:%d/mine/"), h.route("net.tcp://+:%d/theirs/")
+	h.echoWorker("them", theirs)
+	cc := rawRegister(t, h.socket, "me", mine)
+
+	require.NoError(t, cc.Send(control.TypeUnregister, control.Unregister{Routes: []string{theirs}}, nil, -1, step))
+	m, err := cc.Recv()
+	require.NoError(t, err)
+	require.Equal(t, control.TypeError, m.Type)
+	var e control.Error
+	require.NoError(t, m.Unmarshal(&e))
+	assert.Equal(t, control.CodeNotOwner, e.Code)
+
+	require.NoError(t, cc.Send(control.TypeUnregister, control.Unregister{Routes: []string{mine}}, nil, -1, step))
+	m, err = cc.Recv()
+	require.NoError(t, err)
+	assert.Equal(t, control.TypeUnregistered, m.Type)
+	st := h.d.Status()
+	require.Len(t, st.Routes, 1)
+	assert.Equal(t, theirs, st.Routes[0].URI)
+}
+
+func TestBadControlInputIsRefusedAndHarmless(t *testing.T) {
+	h := startDaemon(t, nil)
+	h.echoWorker("orders", h.route("net.tcp://+:%d/orders/"))
+	for _, msg := range [][]byte{
+		{},                 // empty datagram
+		{9, 1, 0, 0, 0, 0}, // another protocol version
+		{1, byte(control.TypeRegister), 0, 0, 0, 200, '{'}, // header longer than the message
+		append([]byte{1, byte(control.TypeRegister), 0, 0, 0, 5}, "{bad}"...),
+		append([]byte{1, byte(control.TypeAck), 0, 0, 0, 2}, "{}"...), // ack before registering
+	} {
+		c, err := net.Dial("unixpacket", h.socket)
+		require.NoError(t, err)
+		c.SetDeadline(time.Now().Add(step))
+		c.Write(msg)
+		buf := make([]byte, 1024)
+		c.Read(buf) // an error reply or EOF; either way the daemon closes
+		c.Close()
+	}
+	got, err := testutil.NetTCPSession(h.addr(), h.via("/orders/"), step, "still")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"orders:still"}, got)
+	_, err = worker.Listen(context.Background(), []string{"ftp://x/"}, worker.Options{ControlSocket: h.socket})
+	var ce *control.Error
+	require.ErrorAs(t, err, &ce)
+	assert.Equal(t, control.CodeBadRoute, ce.Code)
+}
