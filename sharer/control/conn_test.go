@@ -347,3 +347,14 @@ func TestIsClosed(t *testing.T) {
 		assert.False(t, IsClosed(err), "%v", err)
 	}
 }
+
+func TestSendTooLarge(t *testing.T) {
+	a, b := pair(t)
+	err := a.Send(TypeStatusReply, StatusReply{}, make([]byte, MaxMessage), -1, time.Second)
+	require.ErrorIs(t, err, ErrTooLarge)
+	// Nothing was sent: the next message is the next one received.
+	require.NoError(t, a.Send(TypeAck, Ack{ID: 5}, nil, -1, time.Second))
+	m, err := recv(t, b)
+	require.NoError(t, err)
+	assert.Equal(t, TypeAck, m.Type)
+}

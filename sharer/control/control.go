@@ -158,13 +158,16 @@ func Encode(b []byte, t Type, header any, payload []byte) ([]byte, error) {
 		return b, err
 	}
 	if headerPrefix+len(h)+len(payload) > MaxMessage {
-		return b, fmt.Errorf("control: %s message of %d bytes exceeds %d", t, headerPrefix+len(h)+len(payload), MaxMessage)
+		return b, fmt.Errorf("%w: %s message of %d bytes exceeds %d", ErrTooLarge, t, headerPrefix+len(h)+len(payload), MaxMessage)
 	}
 	b = append(b, Version, byte(t))
 	b = binary.BigEndian.AppendUint32(b, uint32(len(h)))
 	b = append(b, h...)
 	return append(b, payload...), nil
 }
+
+// ErrTooLarge is returned by Encode (and Send) for a message over MaxMessage.
+var ErrTooLarge = errors.New("control: message too large")
 
 // ErrVersion is returned by Decode for a message of another protocol version.
 var ErrVersion = errors.New("control: unsupported protocol version")

@@ -101,7 +101,7 @@ func TestEncodeLimits(t *testing.T) {
 
 	prefix := []byte("keep")
 	msg, err = Encode(prefix, TypeStatusReply, StatusReply{}, make([]byte, room+1))
-	require.Error(t, err)
+	require.ErrorIs(t, err, ErrTooLarge)
 	assert.Contains(t, err.Error(), "exceeds 65536")
 	assert.Equal(t, prefix, msg, "nothing appended on error")
 

@@ -29,13 +29,15 @@ type conn struct {
 	pre      []byte // every byte read so far: replayed by the worker
 	key      sniff.Key
 
-	token    atomic.Bool // holds a max_pending_connections token
+	gate     *gate       // the listening socket's max_pending_connections gate
+	token    atomic.Bool // holds a token of gate
 	finished atomic.Bool // outcome recorded
 
-	route  *routeEntry
-	worker *registration
-	qelem  *list.Element // position in route.queue while queued
-	timer  *time.Timer   // queue_timeout or dispatch_timeout
+	route         *routeEntry
+	worker        *registration // while in flight
+	qelem         *list.Element // position in route.queue while queued
+	timer         *time.Timer   // queue_timeout or dispatch_timeout
+	queueDeadline time.Time     // reclaim: set when first queued
 }
 
 // readBufPool holds SMSvcHost-sized read buffers. A connection borrows one

@@ -43,7 +43,7 @@ type Daemon struct {
 	policy   config.Policy // fixed for the daemon's life
 	ledger   Ledger
 	m        *metrics
-	gate     *gate
+	pending  atomic.Int64 // tokens held in all gates
 
 	ctl     *net.UnixListener
 	metrics net.Listener
@@ -83,7 +83,6 @@ func New(cfg config.Config, log *slog.Logger) (*Daemon, error) {
 	}
 	d.cfg.Store(&cfg)
 	d.accounts.Store(&acc)
-	d.gate = newGate(cfg.MaxPendingConnections, func(n int) { d.m.pending.Set(float64(n)) })
 	if d.ctl, err = listenControl(cfg.ControlSocket); err != nil {
 		return nil, err
 	}
@@ -176,7 +175,6 @@ func (d *Daemon) Serve(ctx context.Context) error {
 func (d *Daemon) shutdown() {
 	d.closing.Store(true)
 	d.ctl.Close()
-	d.gate.close()
 	d.mu.Lock()
 	for _, p := range d.ports {
 		p.close()
@@ -184,13 +182,10 @@ func (d *Daemon) shutdown() {
 	d.ports = map[int]*portListener{}
 	var queued []*conn
 	d.routes.Each(func(_ route.URI, re *routeEntry) bool {
-		for c := re.popFront(); c != nil; c = re.popFront() {
-			d.m.queued.Dec()
+		for c := d.popLocked(re); c != nil; c = d.popLocked(re) {
 			queued = append(queued, c)
 		}
-		if re.grace != nil {
-			re.grace.Stop()
-		}
+		d.stopGraceLocked(re)
 		return true
 	})
 	d.mu.Unlock()
@@ -262,10 +257,10 @@ func (d *Daemon) Reload(next config.Config) error {
 	next.MetricsAddr, next.DispatchFailurePolicy = cur.MetricsAddr, cur.DispatchFailurePolicy
 	d.accounts.Store(&acc)
 	d.cfg.Store(&next)
-	d.gate.setCap(next.MaxPendingConnections)
 	d.mu.Lock()
 	for _, p := range d.ports {
 		p.setBacklog(next.ListenBacklog)
+		p.setPendingCap(next.MaxPendingConnections)
 	}
 	d.mu.Unlock()
 	d.log.Info("configuration reloaded", "file", next.File)
@@ -281,12 +276,14 @@ func (d *Daemon) track(c *conn) {
 	d.liveMu.Unlock()
 }
 
-// closeConn closes the daemon's copy of a client socket.
+// closeConn closes the daemon's copy of a client socket; a connection
+// still holding a max_pending_connections token gives it back now.
 func (d *Daemon) closeConn(c *conn) {
 	d.liveMu.Lock()
 	delete(d.live, c)
 	d.liveMu.Unlock()
 	c.tcp.Close()
+	d.releaseToken(c)
 }
 
 // finish records c's one outcome; later calls are ignored. reason labels
@@ -295,7 +292,6 @@ func (d *Daemon) finish(c *conn, o Outcome, reason string) bool {
 	if !c.finished.CompareAndSwap(false, true) {
 		return false
 	}
-	d.releaseToken(c)
 	d.ledger.record(o)
 	d.m.outcomes.WithLabelValues(o.String()).Inc()
 	switch o {
@@ -312,7 +308,7 @@ func (d *Daemon) finish(c *conn, o Outcome, reason string) bool {
 
 func (d *Daemon) releaseToken(c *conn) {
 	if c.token.CompareAndSwap(true, false) {
-		d.gate.release()
+		c.gate.release()
 	}
 }
 

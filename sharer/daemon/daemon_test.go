@@ -546,3 +546,88 @@ func TestBadControlInputIsRefusedAndHarmless(t *testing.T) {
 	require.ErrorAs(t, err, &ce)
 	assert.Equal(t, control.CodeBadRoute, ce.Code)
 }
+
+// sendPreamble opens a connection and sends a duplex preamble for path.
+func (h *harness) sendPreamble(path string) net.Conn {
+	h.t.Helper()
+	c, err := net.Dial("tcp", h.addr())
+	require.NoError(h.t, err)
+	h.t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	_, err = c.Write(nmf.AppendPreamble(nil, nmf.Preamble{Major: 1, Mode: nmf.ModeDuplex, Via: h.via(path), Encoding: nmf.EncodingBinarySession}))
+	require.NoError(h.t, err)
+	return c
+}
+
+func TestBrokenControlSocketNeverServesAConnectionTwice(t *testing.T) {
+	h := startDaemon(t, func(c *config.Config) { c.DispatchTimeout = 5 * time.Second })
+	ln := h.listen("w", 2, h.route("net.tcp://+:%d/orders/"))
+	a, b := h.sendPreamble("/orders/"), h.sendPreamble("/orders/")
+	testutil.Eventually(t, step, func() bool { return h.d.Status().Inflight == 2 }, "2 in flight")
+	// As after a failed send: the daemon stops sending to the worker.
+	h.d.mu.Lock()
+	for _, w := range h.d.workers {
+		h.d.breakLocked(w, errors.New("test"))
+	}
+	h.d.mu.Unlock()
+	h.serve(ln, "w", refworker.Echo)
+	for _, c := range []net.Conn{a, b} {
+		got, err := testutil.NetTCPOn(c, nil, "x")
+		require.NoError(t, err)
+		assert.Equal(t, []string{"w:x"}, got)
+	}
+	s := h.balanced()
+	assert.EqualValues(t, 2, s.Outcomes["dispatched"])
+	// The worker re-registers and keeps serving.
+	testutil.Eventually(t, step, func() bool {
+		got, err := testutil.NetTCPSession(h.addr(), h.via("/orders/"), step, "again")
+		return err == nil && len(got) == 1
+	}, "served after re-registering")
+}
+
+func TestRegistrationNeverSeesAHandoffBeforeRegistered(t *testing.T) {
+	h := startDaemon(t, nil)
+	r := h.route("net.tcp://+:%d/orders/")
+	h.echoWorker("svc", r)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				testutil.NetTCPSession(h.addr(), h.via("/orders/"), 3*time.Second, "x")
+			}
+		})
+	}
+	defer func() { close(stop); wg.Wait() }()
+	for range 200 {
+		l, err := worker.Listen(context.Background(), []string{r}, worker.Options{ControlSocket: h.socket, Name: "svc", MaxInflight: 100})
+		require.NoError(t, err)
+		l.Close()
+	}
+}
+
+func TestIdleListenersDoNotStarveABusyOne(t *testing.T) {
+	h := startDaemon(t, func(c *config.Config) {
+		c.ListenAddresses = []string{"127.0.0.1", "127.0.0.2"}
+		c.MaxPendingAccepts = 10
+		c.MaxPendingConnections = 10
+	})
+	h.echoWorker("svc", h.route("net.tcp://+:%d/orders/"))
+	var wg sync.WaitGroup
+	for range 6 {
+		wg.Go(func() {
+			for range 100 {
+				_, err := testutil.NetTCPSession(h.addr(), h.via("/orders/"), 2*time.Second, "x")
+				assert.NoError(t, err)
+			}
+		})
+	}
+	wg.Wait()
+	s := h.balanced()
+	assert.EqualValues(t, 600, s.Outcomes["dispatched"])
+}

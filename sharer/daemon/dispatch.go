@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"container/list"
+	"errors"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -12,6 +13,11 @@ import (
 	"github.com/portshare/portshare/sharer/route"
 	"github.com/portshare/portshare/sharer/sniff"
 )
+
+// handoffSendTimeout bounds one hand-off send. A SEQPACKET send blocks only
+// when the worker stopped reading its control socket; the dispatch clock is
+// already running by then.
+const handoffSendTimeout = time.Second
 
 // routeEntry is one registered route key: the workers that serve it and the
 // connections waiting for one of them.
@@ -24,37 +30,6 @@ type routeEntry struct {
 	grace   *time.Timer // reclaim: running while the route has no workers
 }
 
-func (re *routeEntry) popFront() *conn {
-	e := re.queue.Front()
-	if e == nil {
-		return nil
-	}
-	c := re.queue.Remove(e).(*conn)
-	c.qelem = nil
-	if c.timer != nil {
-		c.timer.Stop()
-		c.timer = nil
-	}
-	return c
-}
-
-// pickWorker returns the worker with the most free credit, starting the
-// scan round-robin so equal workers share the load; nil if all are full.
-func (re *routeEntry) pickWorker() *registration {
-	var best *registration
-	n := len(re.workers)
-	for i := range n {
-		w := re.workers[(re.next+i)%n]
-		if w.used < w.credit && (best == nil || w.credit-w.used > best.credit-best.used) {
-			best = w
-		}
-	}
-	if n > 0 {
-		re.next = (re.next + 1) % n
-	}
-	return best
-}
-
 // registration is one worker: a control connection and the routes it holds.
 type registration struct {
 	id      uint64
@@ -64,25 +39,80 @@ type registration struct {
 	uid     int
 	ctl     *control.Conn
 	credit  int // hand-offs it may hold un-acknowledged
-	used    int // credit in use: in flight plus timed out and not yet acknowledged
 	routes  []*routeEntry
+	ready   bool // Registered was sent: it may receive hand-offs
+	broken  bool // a send failed: no more hand-offs; its acks are still read until it leaves
 	removed bool
 
 	inflight map[uint64]*conn
 	owed     map[uint64]struct{} // reclaim: timed out, credit returns on a late ack
 }
 
-// handoff is a send decided under the lock and made after it.
-type handoff struct {
-	w *registration
-	c *conn
+// free is the credit w has left.
+func (w *registration) free() int {
+	if !w.ready || w.broken || w.removed {
+		return 0
+	}
+	return w.credit - len(w.inflight) - len(w.owed)
 }
 
-// route finds c's route and dispatches or queues it. The connection stops
-// counting against max_pending_connections here: its key is decoded, and
-// from now on the route's queue (capped separately) holds it.
+// handoff is a send decided under the lock and made after it.
+type handoff struct {
+	w        *registration
+	c        *conn
+	deadline time.Time
+}
+
+// pickWorker returns the worker with the most free credit, starting the
+// scan round-robin so equal workers share the load; nil if all are full.
+func (re *routeEntry) pickWorker() *registration {
+	var best *registration
+	n := len(re.workers)
+	for i := range n {
+		w := re.workers[(re.next+i)%n]
+		if f := w.free(); f > 0 && (best == nil || f > best.free()) {
+			best = w
+		}
+	}
+	if n > 0 {
+		re.next = (re.next + 1) % n
+	}
+	return best
+}
+
+// armLocked starts c's one timer. The timer counts in d.wg until it fires
+// or is stopped, and its callback does nothing once the daemon is closing
+// or the timer was replaced: shutdown ends every connection itself.
+func (d *Daemon) armLocked(c *conn, after time.Duration, fire func(*conn) []handoff) {
+	d.stopTimerLocked(c)
+	var t *time.Timer
+	d.wg.Add(1)
+	t = time.AfterFunc(after, func() {
+		defer d.wg.Done()
+		d.mu.Lock()
+		if d.closing.Load() || c.timer != t {
+			d.mu.Unlock()
+			return
+		}
+		c.timer = nil
+		sends := fire(c)
+		d.mu.Unlock()
+		d.send(sends)
+	})
+	c.timer = t
+}
+
+func (d *Daemon) stopTimerLocked(c *conn) {
+	if c.timer != nil {
+		if c.timer.Stop() {
+			d.wg.Done()
+		}
+		c.timer = nil
+	}
+}
+
+// route finds c's route and dispatches or queues it.
 func (d *Daemon) route(c *conn, cfg *config.Config) {
-	d.releaseToken(c)
 	d.mu.Lock()
 	_, re, ok := d.routes.Match(c.key.Protocol.String(), c.key.Host, c.port, c.key.Path)
 	switch {
@@ -111,11 +141,14 @@ func (d *Daemon) route(c *conn, cfg *config.Config) {
 
 // enqueueLocked hands c to a free worker, or queues it, or refuses it when
 // the route's queue is full (compat aborts; reclaim answers ServerTooBusy).
+// A connection handed off or queued stops counting against
+// max_pending_connections; a refused one counts until it is closed.
 func (d *Daemon) enqueueLocked(c *conn, cfg *config.Config) []handoff {
 	re := c.route
 	if re.queue.Len() == 0 {
 		if w := re.pickWorker(); w != nil {
-			return []handoff{d.assignLocked(w, c)}
+			d.releaseToken(c)
+			return []handoff{d.assignLocked(w, c, cfg)}
 		}
 	}
 	if re.queue.Len() >= cfg.MaxPendingConnections {
@@ -127,10 +160,13 @@ func (d *Daemon) enqueueLocked(c *conn, cfg *config.Config) []handoff {
 		}
 		return nil
 	}
+	d.releaseToken(c)
 	d.queueLocked(c, false, cfg)
 	return nil
 }
 
+// queueLocked queues c. Under reclaim its deadline is set the first time it
+// queues and kept if it queues again (a worker died with it in flight).
 func (d *Daemon) queueLocked(c *conn, front bool, cfg *config.Config) {
 	if front {
 		c.qelem = c.route.queue.PushFront(c)
@@ -139,44 +175,60 @@ func (d *Daemon) queueLocked(c *conn, front bool, cfg *config.Config) {
 	}
 	d.m.queued.Inc()
 	if d.policy == config.Reclaim { // compat: queued connections never expire
-		c.timer = time.AfterFunc(cfg.QueueTimeout, func() { d.queueExpired(c) })
+		if c.queueDeadline.IsZero() {
+			c.queueDeadline = time.Now().Add(cfg.QueueTimeout)
+		}
+		d.armLocked(c, time.Until(c.queueDeadline), d.queueExpiredLocked)
 	}
 }
 
-func (d *Daemon) queueExpired(c *conn) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
+func (d *Daemon) popLocked(re *routeEntry) *conn {
+	e := re.queue.Front()
+	if e == nil {
+		return nil
+	}
+	c := re.queue.Remove(e).(*conn)
+	c.qelem = nil
+	d.stopTimerLocked(c)
+	d.m.queued.Dec()
+	return c
+}
+
+func (d *Daemon) queueExpiredLocked(c *conn) []handoff {
 	if c.qelem == nil {
-		return
+		return nil
 	}
 	c.route.queue.Remove(c.qelem)
-	c.qelem, c.timer = nil, nil
+	c.qelem = nil
 	d.m.queued.Dec()
 	d.finish(c, QueueTimeout, "queue_timeout")
 	d.refuse(c, nmf.FaultServerTooBusy, 503)
+	return nil
 }
 
-func (d *Daemon) assignLocked(w *registration, c *conn) handoff {
-	w.used++
+// assignLocked gives c to w and starts the dispatch clock: the deadline
+// the worker is told is the one the daemon enforces.
+func (d *Daemon) assignLocked(w *registration, c *conn, cfg *config.Config) handoff {
 	w.inflight[c.id] = c
 	c.worker = w
 	d.m.inflight.Inc()
-	return handoff{w, c}
+	d.armLocked(c, cfg.DispatchTimeout, d.dispatchExpiredLocked)
+	return handoff{w, c, time.Now().Add(cfg.DispatchTimeout)}
 }
 
 // fillLocked gives w queued connections of its routes while it has credit,
 // taking one route at a time so no route starves.
 func (d *Daemon) fillLocked(w *registration) []handoff {
 	var out []handoff
-	for progress := true; progress && w.used < w.credit; {
+	cfg := d.cfg.Load()
+	for progress := true; progress && w.free() > 0; {
 		progress = false
 		for _, re := range w.routes {
-			if w.used >= w.credit {
+			if w.free() == 0 {
 				break
 			}
-			if c := re.popFront(); c != nil {
-				d.m.queued.Dec()
-				out = append(out, d.assignLocked(w, c))
+			if c := d.popLocked(re); c != nil {
+				out = append(out, d.assignLocked(w, c, cfg))
 				progress = true
 			}
 		}
@@ -184,42 +236,95 @@ func (d *Daemon) fillLocked(w *registration) []handoff {
 	return out
 }
 
-// send makes hand-offs decided under the lock.
+// fillRouteLocked gives re's queued connections to whichever of its
+// workers has credit.
+func (d *Daemon) fillRouteLocked(re *routeEntry) []handoff {
+	var out []handoff
+	cfg := d.cfg.Load()
+	for re.queue.Len() > 0 {
+		w := re.pickWorker()
+		if w == nil {
+			break
+		}
+		out = append(out, d.assignLocked(w, d.popLocked(re), cfg))
+	}
+	return out
+}
+
+// send makes hand-offs decided under the lock: one inline, several each on
+// its own goroutine so one stuck worker delays no other.
 func (d *Daemon) send(hs []handoff) {
+	if len(hs) == 1 {
+		d.handOff(hs[0])
+		return
+	}
 	for _, h := range hs {
-		d.handOff(h.w, h.c)
+		d.wg.Go(func() { d.handOff(h) })
 	}
 }
 
-// handOff passes c's socket and pre-read bytes to w, then starts the
-// dispatch_timeout clock. A failed send means the worker is gone: its
-// control connection is closed and its read loop deals with c.
-func (d *Daemon) handOff(w *registration, c *conn) {
-	cfg := d.cfg.Load()
+// handOff passes c's socket and pre-read bytes to w. A send that fails did
+// not deliver the message (SEQPACKET sends are whole or nothing), so the
+// connection is still the daemon's: under reclaim it queues again at the
+// front. The worker gets no more hand-offs; its write side is shut down so
+// a live worker sees EOF and leaves, while its acks still arrive.
+func (d *Daemon) handOff(h handoff) {
+	w, c := h.w, h.c
 	hdr := control.Handoff{
 		ID: c.id, Route: c.route.uri.String(), Via: c.key.Via,
 		Local: c.tcp.LocalAddr().String(), Remote: c.tcp.RemoteAddr().String(),
-		Deadline: time.Now().Add(cfg.DispatchTimeout).UnixNano(),
+		Deadline: h.deadline.UnixNano(),
 	}
 	rc, err := c.tcp.SyscallConn()
 	if err == nil {
 		cerr := rc.Control(func(fd uintptr) {
-			err = w.ctl.Send(control.TypeHandoff, hdr, c.pre, int(fd), cfg.DispatchTimeout)
+			err = w.ctl.Send(control.TypeHandoff, hdr, c.pre, int(fd), handoffSendTimeout)
 		})
 		if err == nil {
 			err = cerr
 		}
 	}
-	if err != nil {
-		d.log.Warn("hand-off send failed; dropping worker", "worker", w.name, "pid", w.pid, "conn", c.id, "err", err)
-		w.ctl.Close()
+	if err == nil {
 		return
 	}
 	d.mu.Lock()
-	if w.inflight[c.id] == c && c.timer == nil {
-		c.timer = time.AfterFunc(cfg.DispatchTimeout, func() { d.dispatchExpired(w, c) })
+	if w.inflight[c.id] != c {
+		d.mu.Unlock()
+		return
+	}
+	delete(w.inflight, c.id)
+	c.worker = nil
+	d.m.inflight.Dec()
+	d.stopTimerLocked(c)
+	var sends []handoff
+	switch {
+	case errors.Is(err, control.ErrTooLarge):
+		d.finish(c, DispatchError, "too_large")
+		d.refuse(c, nmf.FaultServerTooBusy, 503)
+	case d.policy == config.Compat:
+		d.finish(c, DispatchError, "send_failed")
+		d.refuse(c, nmf.FaultConnectionDispatchFailed, 503)
+		sends = d.breakLocked(w, err)
+	default:
+		sends = d.breakLocked(w, err)
+		d.queueLocked(c, true, d.cfg.Load())
+		sends = append(sends, d.fillRouteLocked(c.route)...)
 	}
 	d.mu.Unlock()
+	d.send(sends)
+}
+
+// breakLocked stops hand-offs to a worker whose control socket failed.
+func (d *Daemon) breakLocked(w *registration, err error) []handoff {
+	if w.broken || w.removed {
+		return nil
+	}
+	w.broken = true
+	d.log.Warn("hand-off send failed; no more hand-offs to this worker", "worker", w.name, "pid", w.pid, "err", err)
+	if rc, e := w.ctl.UnixConn().SyscallConn(); e == nil {
+		rc.Control(func(fd uintptr) { unix.Shutdown(int(fd), unix.SHUT_WR) })
+	}
+	return nil
 }
 
 // ack completes a hand-off: the worker's Accept took the connection, so the
@@ -229,28 +334,23 @@ func (d *Daemon) ack(w *registration, a control.Ack) {
 	d.mu.Lock()
 	c := w.inflight[a.ID]
 	if c == nil {
-		if _, ok := w.owed[a.ID]; ok {
-			delete(w.owed, a.ID)
-			w.used--
-		}
+		delete(w.owed, a.ID)
 		sends := d.fillLocked(w)
 		d.mu.Unlock()
 		d.send(sends)
 		return
 	}
 	delete(w.inflight, a.ID)
+	c.worker = nil
 	d.m.inflight.Dec()
-	w.used--
-	if c.timer != nil {
-		c.timer.Stop()
-		c.timer = nil
-	}
+	d.stopTimerLocked(c)
+	var sends []handoff
 	if a.Expired {
-		d.timedOutLocked(w, c, "worker found the hand-off past its deadline")
+		sends = d.timedOutLocked(w, c, "the worker found the hand-off past its deadline")
 	} else {
 		d.finish(c, Dispatched, "")
 	}
-	sends := d.fillLocked(w)
+	sends = append(sends, d.fillLocked(w)...)
 	d.mu.Unlock()
 	if !a.Expired {
 		d.closeConn(c)
@@ -258,40 +358,34 @@ func (d *Daemon) ack(w *registration, a control.Ack) {
 	d.send(sends)
 }
 
-func (d *Daemon) dispatchExpired(w *registration, c *conn) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if w.inflight[c.id] != c {
-		return
+func (d *Daemon) dispatchExpiredLocked(c *conn) []handoff {
+	w := c.worker
+	if w == nil || w.inflight[c.id] != c {
+		return nil
 	}
 	delete(w.inflight, c.id)
+	c.worker = nil
 	d.m.inflight.Dec()
-	c.timer = nil
-	w.used-- // timedOutLocked takes it again under reclaim
-	d.timedOutLocked(w, c, "no acknowledgement within dispatch_timeout")
 	if d.policy == config.Reclaim {
-		sends := d.fillLocked(w)
-		d.wg.Go(func() { d.send(sends) })
+		w.owed[c.id] = struct{}{} // the worker may still take it: its credit returns then
 	}
+	return d.timedOutLocked(w, c, "no acknowledgement within dispatch_timeout")
 }
 
 // timedOutLocked is the leaked-handle event. Compat follows SMSvcHost 3.0:
 // the client gets ConnectionDispatchFailed and the worker is dropped, with
 // the cascade that follows. Reclaim tells the client the server is busy,
 // shuts the socket down (the worker's copy too) so nobody waits on it, and
-// keeps the worker, whose credit returns when it acknowledges late.
-func (d *Daemon) timedOutLocked(w *registration, c *conn, why string) {
+// keeps the worker.
+func (d *Daemon) timedOutLocked(w *registration, c *conn, why string) []handoff {
 	cfg := d.cfg.Load()
 	d.finish(c, DispatchTimeout, "timeout")
 	d.log.Error(LeakedHandleMessage, "conn", c.id, "route", c.route.uri.String(), "worker", w.name,
 		"worker_pid", w.pid, "dispatch_timeout", cfg.DispatchTimeout, "policy", d.policy, "why", why)
 	if d.policy == config.Compat {
 		d.refuse(c, nmf.FaultConnectionDispatchFailed, 503)
-		d.evictLocked(w, "dispatch timeout", cfg.ReregisterBackoff)
-		return
+		return d.evictLocked(w, "dispatch timeout", cfg.ReregisterBackoff)
 	}
-	w.used++
-	w.owed[c.id] = struct{}{}
 	// Shut the shared socket down so the worker's copy is dead too; the
 	// reply still goes out (it shuts down sending after writing), except
 	// for TLS, which gets no reply and is shut down both ways now.
@@ -303,28 +397,31 @@ func (d *Daemon) timedOutLocked(w *registration, c *conn, why string) {
 		rc.Control(func(fd uintptr) { unix.Shutdown(int(fd), how) })
 	}
 	d.refuse(c, nmf.FaultServerTooBusy, 503)
+	return nil
 }
 
 // evictLocked drops a worker (compat): it may register again only after
 // backoff.
-func (d *Daemon) evictLocked(w *registration, reason string, backoff time.Duration) {
+func (d *Daemon) evictLocked(w *registration, reason string, backoff time.Duration) []handoff {
 	if w.removed {
-		return
+		return nil
 	}
 	if backoff > 0 {
-		d.backoff[w.service] = time.Now().Add(backoff)
+		d.backoff[backoffKey(w.name, w.uid)] = time.Now().Add(backoff)
 	}
 	ctl := w.ctl
 	d.wg.Go(func() {
 		ctl.Send(control.TypeEvicted, control.Evicted{Reason: reason, RetryAfterMS: backoff.Milliseconds()}, nil, -1, time.Second)
 		ctl.Close()
 	})
-	d.removeWorkerLocked(w)
+	return d.removeWorkerLocked(w)
 }
 
-// removeWorkerLocked forgets a worker whose control connection ended.
-// Hand-offs it never acknowledged never reached its Accept, so reclaim
-// queues them again at the front; compat fails them with
+// removeWorkerLocked forgets a worker whose control connection ended. Its
+// acks were all read before the end, and the worker library acknowledges
+// before its Accept returns (and drops a connection it could not
+// acknowledge), so a hand-off still in flight never reached the service:
+// reclaim queues it again at the front; compat fails it with
 // ConnectionDispatchFailed. Routes left without workers are orphaned.
 func (d *Daemon) removeWorkerLocked(w *registration) []handoff {
 	if w.removed {
@@ -336,34 +433,28 @@ func (d *Daemon) removeWorkerLocked(w *registration) []handoff {
 	cfg := d.cfg.Load()
 	for id, c := range w.inflight {
 		delete(w.inflight, id)
-		d.m.inflight.Dec()
-		if c.timer != nil {
-			c.timer.Stop()
-			c.timer = nil
-		}
 		c.worker = nil
-		if d.policy == config.Compat || d.closing.Load() {
-			if d.closing.Load() {
-				d.finish(c, Shutdown, "")
-				d.closeConn(c)
-			} else {
-				d.finish(c, DispatchError, "worker_gone")
-				d.refuse(c, nmf.FaultConnectionDispatchFailed, 503)
-			}
-			continue
+		d.m.inflight.Dec()
+		d.stopTimerLocked(c)
+		switch {
+		case d.closing.Load():
+			d.finish(c, Shutdown, "")
+			d.closeConn(c)
+		case d.policy == config.Compat:
+			d.finish(c, DispatchError, "worker_gone")
+			d.refuse(c, nmf.FaultConnectionDispatchFailed, 503)
+		default:
+			d.queueLocked(c, true, cfg)
 		}
-		d.queueLocked(c, true, cfg)
 	}
+	clear(w.owed)
 	var sends []handoff
 	for _, re := range w.routes {
 		re.workers = remove(re.workers, w)
 		if len(re.workers) == 0 {
 			d.orphanLocked(re)
-		}
-	}
-	for _, re := range w.routes {
-		for _, x := range re.workers {
-			sends = append(sends, d.fillLocked(x)...)
+		} else {
+			sends = append(sends, d.fillRouteLocked(re)...)
 		}
 	}
 	w.routes = nil
@@ -376,30 +467,38 @@ func (d *Daemon) removeWorkerLocked(w *registration) []handoff {
 // for grace_period; queued connections keep waiting (up to queue_timeout)
 // for a worker to come back.
 func (d *Daemon) orphanLocked(re *routeEntry) {
-	if d.policy == config.Reclaim && !d.closing.Load() {
-		grace := d.cfg.Load().GracePeriod
-		if grace > 0 {
-			re.grace = time.AfterFunc(grace, func() { d.graceExpired(re) })
-			return
-		}
-	}
-	d.dropRouteLocked(re)
-}
-
-func (d *Daemon) graceExpired(re *routeEntry) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if len(re.workers) > 0 || re.grace == nil {
+	grace := d.cfg.Load().GracePeriod
+	if d.policy == config.Compat || d.closing.Load() || grace <= 0 {
+		d.dropRouteLocked(re)
 		return
 	}
-	re.grace = nil
-	d.dropRouteLocked(re)
+	var t *time.Timer
+	d.wg.Add(1)
+	t = time.AfterFunc(grace, func() {
+		defer d.wg.Done()
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		if d.closing.Load() || re.grace != t || len(re.workers) > 0 {
+			return
+		}
+		re.grace = nil
+		d.dropRouteLocked(re)
+	})
+	re.grace = t
+}
+
+func (d *Daemon) stopGraceLocked(re *routeEntry) {
+	if re.grace != nil {
+		if re.grace.Stop() {
+			d.wg.Done()
+		}
+		re.grace = nil
+	}
 }
 
 // dropRouteLocked removes a route with no workers and ends its queue.
 func (d *Daemon) dropRouteLocked(re *routeEntry) {
-	for c := re.popFront(); c != nil; c = re.popFront() {
-		d.m.queued.Dec()
+	for c := d.popLocked(re); c != nil; c = d.popLocked(re) {
 		switch {
 		case d.closing.Load():
 			d.finish(c, Shutdown, "")

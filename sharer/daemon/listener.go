@@ -19,15 +19,19 @@ import (
 // stops and new connections wait in the kernel backlog; nothing is
 // rejected. (This is why slow or silent clients can starve accepting until
 // receive_timeout frees their slots.)
+//
+// Each listening socket has its own gate, as each SMSvcHost listener has its
+// own count: an idle listener's outstanding accepts cannot starve a busy
+// one.
 type gate struct {
 	mu       sync.Mutex
 	n, cap   int
 	closed   bool
 	wake     chan struct{}
-	onChange func(int)
+	onChange func(delta int)
 }
 
-func newGate(capacity int, onChange func(int)) *gate {
+func newGate(capacity int, onChange func(delta int)) *gate {
 	return &gate{cap: capacity, wake: make(chan struct{}), onChange: onChange}
 }
 
@@ -42,7 +46,7 @@ func (g *gate) acquire(done <-chan struct{}) bool {
 		}
 		if g.n < g.cap {
 			g.n++
-			g.onChange(g.n)
+			g.onChange(1)
 			g.mu.Unlock()
 			return true
 		}
@@ -59,7 +63,7 @@ func (g *gate) acquire(done <-chan struct{}) bool {
 func (g *gate) release() {
 	g.mu.Lock()
 	g.n--
-	g.onChange(g.n)
+	g.onChange(-1)
 	g.broadcastLocked()
 	g.mu.Unlock()
 }
@@ -83,12 +87,14 @@ func (g *gate) close() {
 	g.mu.Unlock()
 }
 
-// portListener is one shared port: a listening socket per listen address.
+// portListener is one shared port: a listening socket per listen address,
+// each with its own gate.
 type portListener struct {
-	port int
-	lns  []*net.TCPListener
-	done chan struct{}
-	once sync.Once
+	port  int
+	lns   []*net.TCPListener
+	gates []*gate
+	done  chan struct{}
+	once  sync.Once
 }
 
 // openPort binds port on every listen address and starts
@@ -109,13 +115,14 @@ func (d *Daemon) openPort(port int) (*portListener, error) {
 			return nil, err
 		}
 		p.lns = append(p.lns, ln)
+		p.gates = append(p.gates, newGate(cfg.MaxPendingConnections, d.pendingChanged))
 	}
 	if len(p.lns) == 0 {
 		return nil, fmt.Errorf("port %d: no listen address could be bound", port)
 	}
-	for _, ln := range p.lns {
+	for i, ln := range p.lns {
 		for range cfg.MaxPendingAccepts {
-			d.wg.Go(func() { d.acceptLoop(p, ln) })
+			d.wg.Go(func() { d.acceptLoop(p, ln, p.gates[i]) })
 		}
 	}
 	d.log.Info("listening", "port", port, "addresses", cfg.ListenAddresses, "backlog", cfg.ListenBacklog)
@@ -181,27 +188,40 @@ func (p *portListener) setBacklog(n int) {
 	}
 }
 
+func (p *portListener) setPendingCap(n int) {
+	for _, g := range p.gates {
+		g.setCap(n)
+	}
+}
+
 func (p *portListener) close() {
 	p.once.Do(func() {
 		close(p.done)
 		for _, ln := range p.lns {
 			ln.Close()
 		}
+		for _, g := range p.gates {
+			g.close()
+		}
 	})
+}
+
+func (d *Daemon) pendingChanged(delta int) {
+	d.m.pending.Set(float64(d.pending.Add(int64(delta))))
 }
 
 // acceptLoop is one of max_pending_accepts outstanding accepts. Out of
 // descriptors (EMFILE, ENFILE) or memory, it pauses with a growing back-off
 // instead of spinning, and counts the pause.
-func (d *Daemon) acceptLoop(p *portListener, ln *net.TCPListener) {
+func (d *Daemon) acceptLoop(p *portListener, ln *net.TCPListener, g *gate) {
 	var backoff time.Duration
 	for {
-		if !d.gate.acquire(p.done) {
+		if !g.acquire(p.done) {
 			return
 		}
 		tc, err := ln.AcceptTCP()
 		if err != nil {
-			d.gate.release()
+			g.release()
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
@@ -227,7 +247,7 @@ func (d *Daemon) acceptLoop(p *portListener, ln *net.TCPListener) {
 			continue
 		}
 		backoff = 0
-		c := &conn{id: d.nextID.Add(1), tcp: tc, port: p.port, accepted: time.Now()}
+		c := &conn{id: d.nextID.Add(1), tcp: tc, port: p.port, accepted: time.Now(), gate: g}
 		c.token.Store(true)
 		d.ledger.accept()
 		d.m.accepted.Inc()

@@ -69,7 +69,7 @@ func (d *Daemon) serveControl(uc *net.UnixConn) {
 		cc.Send(control.TypeError, control.Error{Code: control.CodeBadMessage, Message: err.Error()}, nil, -1, time.Second)
 		return
 	}
-	w, sends, cerr := d.register(cc, cred.Uid, cred.Gid, int(cred.Pid), reg)
+	w, cerr := d.register(cc, cred.Uid, cred.Gid, int(cred.Pid), reg)
 	if cerr != nil {
 		d.log.Warn("registration refused", "name", reg.Name, "pid", cred.Pid, "uid", cred.Uid, "code", cerr.Code, "err", cerr.Message)
 		cc.Send(control.TypeError, cerr, nil, -1, time.Second)
@@ -84,6 +84,11 @@ func (d *Daemon) serveControl(uc *net.UnixConn) {
 		cc.Close()
 	}
 	d.log.Info("worker registered", "worker", w.name, "id", w.id, "pid", w.pid, "uid", w.uid, "routes", routes, "max_inflight", w.credit)
+	// Only now may hand-offs follow: the worker reads Registered first.
+	d.mu.Lock()
+	w.ready = true
+	sends := d.fillLocked(w)
+	d.mu.Unlock()
 	d.send(sends)
 	d.workerLoop(w)
 	d.mu.Lock()
@@ -128,22 +133,23 @@ func (d *Daemon) workerLoop(w *registration) {
 
 // register admits a worker: its uid must be allowed, its routes valid and
 // not held by another service, and (compat) its back-off over. Ports of new
-// routes are opened here; on any failure nothing changes.
-func (d *Daemon) register(cc *control.Conn, uid, gid uint32, pid int, reg control.Register) (*registration, []handoff, *control.Error) {
+// routes are opened here; on any failure nothing changes. The worker gets
+// no hand-off until it is marked ready.
+func (d *Daemon) register(cc *control.Conn, uid, gid uint32, pid int, reg control.Register) (*registration, *control.Error) {
 	cfg := d.cfg.Load()
 	if !d.accounts.Load().Allows(int(uid), int(gid), pid) {
-		return nil, nil, &control.Error{Code: control.CodeDenied, Message: fmt.Sprintf(
+		return nil, &control.Error{Code: control.CodeDenied, Message: fmt.Sprintf(
 			"%s is not allowed to register: add %q (or uid:%d, or one of its groups as group:NAME) to allow_accounts in %s and send the daemon SIGHUP",
 			accountName(uid), userName(uid), uid, cfgName(cfg))}
 	}
 	if len(reg.Routes) == 0 {
-		return nil, nil, &control.Error{Code: control.CodeBadRoute, Message: "register needs at least one route"}
+		return nil, &control.Error{Code: control.CodeBadRoute, Message: "register needs at least one route"}
 	}
 	uris := make([]route.URI, 0, len(reg.Routes))
 	for _, s := range reg.Routes {
 		u, err := route.Parse(s)
 		if err != nil {
-			return nil, nil, &control.Error{Code: control.CodeBadRoute, Message: err.Error()}
+			return nil, &control.Error{Code: control.CodeBadRoute, Message: err.Error()}
 		}
 		uris = append(uris, u)
 	}
@@ -163,23 +169,27 @@ func (d *Daemon) register(cc *control.Conn, uid, gid uint32, pid int, reg contro
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.closing.Load() {
-		return nil, nil, &control.Error{Code: control.CodeShutdown, Message: "daemon is shutting down"}
+		return nil, &control.Error{Code: control.CodeShutdown, Message: "daemon is shutting down"}
 	}
-	if until, ok := d.backoff[w.service]; ok {
-		if left := time.Until(until); left > 0 {
-			return nil, nil, &control.Error{Code: control.CodeBackoff, RetryAfterMS: left.Milliseconds() + 1,
-				Message: fmt.Sprintf("worker %q was dropped after a dispatch timeout; it may register again in %s", reg.Name, left.Round(time.Millisecond))}
+	now := time.Now()
+	for k, until := range d.backoff {
+		if !now.Before(until) {
+			delete(d.backoff, k)
 		}
-		delete(d.backoff, w.service)
+	}
+	if until, ok := d.backoff[backoffKey(reg.Name, int(uid))]; ok {
+		left := until.Sub(now)
+		return nil, &control.Error{Code: control.CodeBackoff, RetryAfterMS: left.Milliseconds() + 1,
+			Message: fmt.Sprintf("worker %q was dropped after a dispatch timeout; it may register again in %s", reg.Name, left.Round(time.Millisecond))}
 	}
 	seen := map[string]bool{}
 	for _, u := range uris {
 		if seen[u.Key()] {
-			return nil, nil, &control.Error{Code: control.CodeBadRoute, Message: fmt.Sprintf("route %s listed twice", u)}
+			return nil, &control.Error{Code: control.CodeBadRoute, Message: fmt.Sprintf("route %s listed twice", u)}
 		}
 		seen[u.Key()] = true
 		if re, ok := d.routes.Get(u); ok && len(re.workers) > 0 && re.service != w.service {
-			return nil, nil, &control.Error{Code: control.CodeConflict, Message: fmt.Sprintf(
+			return nil, &control.Error{Code: control.CodeConflict, Message: fmt.Sprintf(
 				"ConflictingRegistration: route %s is already registered by %s (pid %d)", u, re.workers[0].name, re.workers[0].pid)}
 		}
 	}
@@ -194,7 +204,7 @@ func (d *Daemon) register(cc *control.Conn, uid, gid uint32, pid int, reg contro
 				d.ports[port].close()
 				delete(d.ports, port)
 			}
-			return nil, nil, &control.Error{Code: control.CodePortInUse, Message: err.Error()}
+			return nil, &control.Error{Code: control.CodePortInUse, Message: err.Error()}
 		}
 		d.ports[u.Port] = p
 		opened = append(opened, u.Port)
@@ -208,18 +218,18 @@ func (d *Daemon) register(cc *control.Conn, uid, gid uint32, pid int, reg contro
 			}
 			d.m.urisRegistered.Inc()
 		}
-		if re.grace != nil {
-			re.grace.Stop()
-			re.grace = nil
-		}
+		d.stopGraceLocked(re)
 		re.service = w.service
 		re.workers = append(re.workers, w)
 		w.routes = append(w.routes, re)
 	}
 	d.workers[w.id] = w
 	d.m.registrations.Inc()
-	return w, d.fillLocked(w), nil
+	return w, nil
 }
+
+// backoffKey identifies a worker for compat's re-registration back-off.
+func backoffKey(name string, uid int) string { return fmt.Sprintf("%s/uid:%d", name, uid) }
 
 // unregister drops some of w's own routes.
 func (d *Daemon) unregister(w *registration, routes []string) *control.Error {

@@ -80,16 +80,10 @@ func (d *Daemon) Status() Status {
 	d.mu.Unlock()
 	sort.Ints(s.Ports)
 	sort.Slice(s.Workers, func(i, j int) bool { return s.Workers[i].ID < s.Workers[j].ID })
-	s.Pending = d.gateCount()
+	s.Pending = int(d.pending.Load())
 	s.Ledger = d.ledger.Snapshot()
 	s.Counters = d.counters()
 	return s
-}
-
-func (d *Daemon) gateCount() int {
-	d.gate.mu.Lock()
-	defer d.gate.mu.Unlock()
-	return d.gate.n
 }
 
 // counters flattens the portshare_ counters and gauges: name → label value

@@ -1,10 +1,13 @@
 package worker
 
 import (
+	"bytes"
 	"fmt"
 	"net"
 	"os"
 	"time"
+
+	"github.com/portshare/portshare/sharer/control"
 )
 
 // Conn is a connection handed off by the daemon. Read returns the bytes the
@@ -17,8 +20,9 @@ type Conn struct {
 	via   string
 }
 
-func newConn(h *handoff) (*Conn, error) {
-	f := os.NewFile(uintptr(h.fd), "handoff")
+// newConn wraps a received descriptor; it owns fd on every path.
+func newConn(fd int, h *control.Handoff, pre []byte) (*Conn, error) {
+	f := os.NewFile(uintptr(fd), "handoff")
 	nc, err := net.FileConn(f) // dups the descriptor into the runtime poller
 	f.Close()
 	if err != nil {
@@ -27,9 +31,9 @@ func newConn(h *handoff) (*Conn, error) {
 	tc, ok := nc.(*net.TCPConn)
 	if !ok {
 		nc.Close()
-		return nil, fmt.Errorf("hand-off %d is not a TCP socket", h.hdr.ID)
+		return nil, fmt.Errorf("hand-off %d is not a TCP socket", h.ID)
 	}
-	return &Conn{tcp: tc, pre: h.pre, id: h.hdr.ID, route: h.hdr.Route, via: h.hdr.Via}, nil
+	return &Conn{tcp: tc, pre: bytes.Clone(pre), id: h.ID, route: h.Route, via: h.Via}, nil
 }
 
 // Read reads the replayed bytes first, then the socket.

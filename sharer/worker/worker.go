@@ -22,8 +22,6 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/portshare/portshare/sharer/config"
 	"github.com/portshare/portshare/sharer/control"
 )
@@ -51,30 +49,25 @@ var ErrNoDaemon = errors.New("no port-sharing daemon")
 // RegistrationError is the daemon's refusal (conflict, denied, bad route, …).
 type RegistrationError = control.Error
 
-// Listener is a net.Listener fed by the daemon.
+// Listener is a net.Listener fed by the daemon. Accept reads the control
+// socket itself — no goroutine sits between the daemon and the caller — so
+// a hand-off costs one wake-up of the accepting goroutine, and hand-offs a
+// slow service has not accepted wait in the socket, bounded by its credit.
 type Listener struct {
 	routes []string
 	opts   Options
 	log    *slog.Logger
+	closed chan struct{}
+	once   sync.Once
 
-	handoffs chan *handoff
-	closed   chan struct{}
-	fatal    chan error // a refusal after reconnecting ends Accept
-	once     sync.Once
-	wg       sync.WaitGroup
+	acceptMu sync.Mutex // one Accept reads the control socket at a time
 
 	mu         sync.Mutex
-	ctl        *control.Conn
-	gen        int // incremented per registration: acks go only to the daemon that sent
+	ctl        *control.Conn // nil while re-registering
+	since      time.Time     // when ctl registered
+	wait       time.Duration // next re-registration back-off
+	fatal      error         // a refused re-registration ends Accept for good
 	registered control.Registered
-}
-
-type handoff struct {
-	hdr control.Handoff
-	pre []byte
-	fd  int
-	ctl *control.Conn
-	gen int
 }
 
 // Listen registers routes with the daemon and returns the listener. It
@@ -92,18 +85,12 @@ func Listen(ctx context.Context, routes []string, opts Options) (*Listener, erro
 	if opts.DialTimeout <= 0 {
 		opts.DialTimeout = 5 * time.Second
 	}
-	l := &Listener{
-		routes: routes, opts: opts, log: opts.Logger,
-		handoffs: make(chan *handoff, opts.MaxInflight+1),
-		closed:   make(chan struct{}),
-		fatal:    make(chan error, 1),
-	}
+	l := &Listener{routes: routes, opts: opts, log: opts.Logger, closed: make(chan struct{})}
 	ctl, reg, err := l.register(ctx)
 	if err != nil {
 		return nil, err
 	}
-	l.ctl, l.registered, l.gen = ctl, reg, 1
-	l.wg.Go(func() { l.run(ctl, 1) })
+	l.ctl, l.registered, l.since = ctl, reg, time.Now()
 	return l, nil
 }
 
@@ -124,6 +111,8 @@ func (l *Listener) register(ctx context.Context) (*control.Conn, control.Registe
 	}
 	deadline, _ := dctx.Deadline()
 	ctl.SetDeadline(deadline)
+	stop := context.AfterFunc(dctx, func() { ctl.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
 	fail := func(err error) (*control.Conn, control.Registered, error) {
 		ctl.Close()
 		return nil, reg, err
@@ -151,64 +140,29 @@ func (l *Listener) register(ctx context.Context) (*control.Conn, control.Registe
 	default:
 		return fail(fmt.Errorf("registering with %s: unexpected %s", l.opts.ControlSocket, m.Type))
 	}
+	if !stop() {
+		return fail(fmt.Errorf("registering with %s: %w", l.opts.ControlSocket, dctx.Err()))
+	}
 	ctl.SetDeadline(time.Time{})
 	return ctl, reg, nil
 }
 
-// run receives hand-offs until the control connection ends, then
-// re-registers with back-off until it succeeds or the listener closes.
-func (l *Listener) run(ctl *control.Conn, gen int) {
-	for {
-		l.receive(ctl, gen)
-		ctl.Close()
-		var ok bool
-		if ctl, gen, ok = l.reconnect(); !ok {
-			return
-		}
+// reconnect registers again after the daemon went away, with back-off,
+// until it succeeds, the listener closes (net.ErrClosed), or the daemon
+// refuses for good (the refusal is returned, then and on every later
+// Accept). The back-off starts again only after a registration that lasted.
+func (l *Listener) reconnect() (*control.Conn, error) {
+	if l.fatal != nil {
+		return nil, l.fatal
 	}
-}
-
-func (l *Listener) receive(ctl *control.Conn, gen int) {
-	for {
-		m, err := ctl.Recv()
-		if err != nil {
-			select {
-			case <-l.closed:
-			default:
-				l.log.Warn("port-sharing daemon connection lost; re-registering", "socket", l.opts.ControlSocket, "err", err)
-			}
-			return
-		}
-		switch m.Type {
-		case control.TypeHandoff:
-			h := &handoff{fd: m.FD, ctl: ctl, gen: gen, pre: append([]byte(nil), m.Payload...)}
-			if err := m.Unmarshal(&h.hdr); err != nil || h.fd < 0 {
-				m.CloseFD()
-				l.log.Warn("bad hand-off from daemon", "err", err)
-				continue
-			}
-			select {
-			case l.handoffs <- h:
-			default: // the daemon exceeded our credit: refuse rather than block
-				unix.Close(h.fd)
-				ctl.Send(control.TypeAck, control.Ack{ID: h.hdr.ID, Expired: true}, nil, -1, time.Second)
-			}
-		case control.TypeEvicted:
-			var e control.Evicted
-			m.Unmarshal(&e)
-			l.log.Error("evicted by the port-sharing daemon", "reason", e.Reason, "retry_after_ms", e.RetryAfterMS)
-		default:
-			m.CloseFD()
-		}
-	}
-}
-
-func (l *Listener) reconnect() (*control.Conn, int, bool) {
 	wait := 50 * time.Millisecond
+	if time.Since(l.since) < 5*time.Second && l.wait > 0 {
+		wait = l.wait
+	}
 	for {
 		select {
 		case <-l.closed:
-			return nil, 0, false
+			return nil, net.ErrClosed
 		case <-time.After(wait):
 		}
 		ctx, cancel := context.WithCancel(context.Background())
@@ -225,26 +179,22 @@ func (l *Listener) reconnect() (*control.Conn, int, bool) {
 		switch {
 		case err == nil:
 			l.mu.Lock()
-			l.gen++
-			gen := l.gen
-			l.ctl, l.registered = ctl, reg
-			l.mu.Unlock()
 			select {
 			case <-l.closed: // closed while registering
+				l.mu.Unlock()
 				ctl.Close()
-				return nil, 0, false
+				return nil, net.ErrClosed
 			default:
 			}
+			l.ctl, l.registered, l.since, l.wait = ctl, reg, time.Now(), min(2*wait, 2*time.Second)
+			l.mu.Unlock()
 			l.log.Info("re-registered with the port-sharing daemon", "routes", reg.Routes)
-			return ctl, gen, true
+			return ctl, nil
 		case errors.As(err, &re) && re.Code == control.CodeBackoff:
 			wait = time.Duration(re.RetryAfterMS) * time.Millisecond
 		case errors.As(err, &re) && re.Code != control.CodeShutdown:
-			select {
-			case l.fatal <- err:
-			default:
-			}
-			return nil, 0, false
+			l.fatal = err
+			return nil, err
 		default:
 			wait = min(2*wait, 2*time.Second)
 		}
@@ -253,61 +203,94 @@ func (l *Listener) reconnect() (*control.Conn, int, bool) {
 
 // Accept waits for the next hand-off, acknowledges it to the daemon and
 // returns it as a *Conn. A hand-off found past its deadline (the daemon has
-// already given up on it) is closed and reported as expired instead.
-// Accept returns net.ErrClosed after Close, and the daemon's refusal if a
-// re-registration was refused.
+// already given up on it) is closed and reported as expired instead. If the
+// daemon goes away, Accept registers again and keeps waiting. Accept
+// returns net.ErrClosed after Close, and the daemon's refusal if a
+// re-registration is refused.
 func (l *Listener) Accept() (net.Conn, error) {
+	l.acceptMu.Lock()
+	defer l.acceptMu.Unlock()
 	for {
-		select {
-		case <-l.closed:
-			return nil, net.ErrClosed
-		case err := <-l.fatal:
-			return nil, err
-		case h := <-l.handoffs:
-			if time.Now().UnixNano() > h.hdr.Deadline {
-				unix.Close(h.fd)
-				l.ack(h, true)
-				continue
+		l.mu.Lock()
+		ctl := l.ctl
+		l.mu.Unlock()
+		if ctl == nil {
+			var err error
+			if ctl, err = l.reconnect(); err != nil {
+				return nil, err
 			}
-			c, err := newConn(h)
-			if err != nil {
-				l.ack(h, true)
-				continue
+		}
+		m, err := ctl.Recv()
+		if err != nil {
+			select {
+			case <-l.closed:
+				return nil, net.ErrClosed
+			default:
 			}
-			l.ack(h, false)
-			return c, nil
+			l.log.Warn("port-sharing daemon connection lost; re-registering", "socket", l.opts.ControlSocket, "err", err)
+			l.mu.Lock()
+			if l.ctl == ctl {
+				l.ctl = nil
+			}
+			l.mu.Unlock()
+			ctl.Close()
+			continue
+		}
+		switch m.Type {
+		case control.TypeHandoff:
+			if c := l.take(ctl, &m); c != nil {
+				return c, nil
+			}
+		case control.TypeEvicted:
+			var e control.Evicted
+			m.Unmarshal(&e)
+			l.log.Error("evicted by the port-sharing daemon", "reason", e.Reason, "retry_after_ms", e.RetryAfterMS)
+		default:
+			m.CloseFD()
 		}
 	}
 }
 
-func (l *Listener) ack(h *handoff, expired bool) {
-	l.mu.Lock()
-	current := h.gen == l.gen
-	l.mu.Unlock()
-	if current {
-		h.ctl.Send(control.TypeAck, control.Ack{ID: h.hdr.ID, Expired: expired}, nil, -1, time.Second)
+// take turns a hand-off into a Conn and acknowledges it; nil if it expired
+// or was unusable (acknowledged as expired so the daemon stops waiting).
+func (l *Listener) take(ctl *control.Conn, m *control.Message) *Conn {
+	var h control.Handoff
+	if err := m.Unmarshal(&h); err != nil || m.FD < 0 {
+		m.CloseFD()
+		l.log.Warn("bad hand-off from daemon", "err", err)
+		return nil
 	}
+	if time.Now().UnixNano() > h.Deadline {
+		m.CloseFD()
+		ctl.Send(control.TypeAck, control.Ack{ID: h.ID, Expired: true}, nil, -1, time.Second)
+		return nil
+	}
+	c, err := newConn(m.FD, &h, m.Payload)
+	m.FD = -1 // newConn owns it now, on every path
+	if err != nil {
+		ctl.Send(control.TypeAck, control.Ack{ID: h.ID, Expired: true}, nil, -1, time.Second)
+		return nil
+	}
+	// Only an acknowledged connection is the service's: one the daemon
+	// never heard about may be handed to another worker.
+	if err := ctl.Send(control.TypeAck, control.Ack{ID: h.ID}, nil, -1, time.Second); err != nil {
+		c.Close()
+		return nil
+	}
+	return c
 }
 
-// Close unregisters (by closing the control connection) and closes the
-// hand-offs not yet accepted; the daemon re-queues those under reclaim.
+// Close unregisters by closing the control connection. Hand-offs not yet
+// accepted are closed with it; the daemon re-queues them under reclaim.
+// A blocked Accept returns net.ErrClosed.
 func (l *Listener) Close() error {
 	l.once.Do(func() {
-		close(l.closed)
 		l.mu.Lock()
+		close(l.closed)
 		if l.ctl != nil {
 			l.ctl.Close()
 		}
 		l.mu.Unlock()
-		l.wg.Wait()
-		for {
-			select {
-			case h := <-l.handoffs:
-				unix.Close(h.fd)
-			default:
-				return
-			}
-		}
 	})
 	return nil
 }

@@ -1,0 +1,495 @@
+package worker_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/portshare/portshare/sharer/config"
+	"github.com/portshare/portshare/sharer/control"
+	"github.com/portshare/portshare/sharer/daemon"
+	"github.com/portshare/portshare/sharer/nmf"
+	"github.com/portshare/portshare/sharer/testutil"
+	"github.com/portshare/portshare/sharer/worker"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// step bounds every single wait of a test.
+const step = 5 * time.Second
+
+// env is one in-process daemon on loopback; restart replaces it by a new
+// one on the same control socket and port.
+type env struct {
+	t    *testing.T
+	cfg  config.Config
+	port int
+	logs *syncBuffer
+
+	mu   sync.Mutex
+	d    *daemon.Daemon
+	stop func()
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func startDaemon(t *testing.T, mutate func(*config.Config)) *env {
+	t.Helper()
+	cfg := config.Default()
+	cfg.ControlSocket = testutil.SocketPath(t)
+	cfg.ListenAddresses = []string{"127.0.0.1"}
+	cfg.ListenBacklog = 128
+	cfg.MaxPendingAccepts = 2
+	cfg.ReceiveTimeout = 2 * time.Second
+	cfg.DispatchTimeout = 2 * time.Second
+	cfg.QueueTimeout = 2 * time.Second
+	cfg.GracePeriod = 300 * time.Millisecond
+	cfg.ReregisterBackoff = 500 * time.Millisecond
+	cfg.AllowAccounts = []string{"uid:" + strconv.Itoa(os.Getuid())}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	e := &env{t: t, cfg: cfg, port: testutil.FreePort(t), logs: &syncBuffer{}}
+	e.start()
+	t.Cleanup(func() {
+		e.shutdown()
+		if t.Failed() {
+			t.Logf("daemon log:\n%s", e.logs.String())
+		}
+	})
+	return e
+}
+
+func (e *env) start() {
+	e.t.Helper()
+	d, err := daemon.New(e.cfg, slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	require.NoError(e.t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { d.Serve(ctx); close(done) }()
+	e.mu.Lock()
+	e.d = d
+	e.stop = func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			e.t.Errorf("daemon did not stop within 15s")
+		}
+	}
+	e.mu.Unlock()
+}
+
+// shutdown stops the running daemon, if any.
+func (e *env) shutdown() {
+	e.mu.Lock()
+	stop := e.stop
+	e.stop = nil
+	e.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
+}
+
+func (e *env) restart() {
+	e.shutdown()
+	e.start()
+}
+
+func (e *env) daemon() *daemon.Daemon {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.d
+}
+
+func (e *env) addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(e.port)) }
+
+// route formats a route on the daemon's port: route("http://+:%d/api/").
+func (e *env) route(format string) string { return fmt.Sprintf(format, e.port) }
+
+func (e *env) via(path string) string { return fmt.Sprintf("net.tcp://localhost:%d%s", e.port, path) }
+
+func (e *env) listen(name string, credit int, routes ...string) *worker.Listener {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), step)
+	defer cancel()
+	ln, err := worker.Listen(ctx, routes, worker.Options{
+		ControlSocket: e.cfg.ControlSocket, Name: name, MaxInflight: credit,
+		Logger: slog.New(slog.NewTextHandler(e.logs, nil)),
+	})
+	require.NoError(e.t, err)
+	e.t.Cleanup(func() { ln.Close() })
+	return ln
+}
+
+// balanced waits until the daemon holds no connection and checks that every
+// accepted one has exactly one outcome.
+func (e *env) balanced() daemon.LedgerSnapshot {
+	e.t.Helper()
+	var s daemon.LedgerSnapshot
+	testutil.Eventually(e.t, step, func() bool { s = e.daemon().Ledger(); return s.Open == 0 }, "open connections: %+v", s)
+	var sum uint64
+	for _, v := range s.Outcomes {
+		sum += v
+	}
+	require.Equal(e.t, s.Accepted, sum, "accepted = sum of outcomes: %+v", s)
+	return s
+}
+
+// accept calls ln.Accept, bounded by step: on timeout it closes ln so the
+// Accept goroutine ends, and fails the test.
+func accept(t *testing.T, ln *worker.Listener) *worker.Conn {
+	t.Helper()
+	type result struct {
+		c   net.Conn
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() { c, err := ln.Accept(); ch <- result{c, err} }()
+	var r result
+	select {
+	case r = <-ch:
+	case <-time.After(step):
+		ln.Close()
+		if r = <-ch; r.c != nil {
+			r.c.Close()
+		}
+		t.Fatalf("Accept did not return within %s", step)
+	}
+	require.NoError(t, r.err)
+	t.Cleanup(func() { r.c.Close() })
+	c, ok := r.c.(*worker.Conn)
+	require.True(t, ok, "Accept returns a *worker.Conn, got %T", r.c)
+	return c
+}
+
+// dialNetTCP connects and writes a duplex preamble for via plus extra, in
+// one write.
+func dialNetTCP(t *testing.T, addr, via string, extra []byte) (net.Conn, []byte) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, step)
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	require.NoError(t, c.SetDeadline(time.Now().Add(2*step)))
+	sent := nmf.AppendPreamble(nil, nmf.Preamble{Major: 1, Mode: nmf.ModeDuplex, Via: via, Encoding: nmf.EncodingBinarySession})
+	sent = append(sent, extra...)
+	_, err = c.Write(sent)
+	require.NoError(t, err)
+	return c, sent
+}
+
+// serveHTTP runs http.Server on ln until the test ends.
+func serveHTTP(t *testing.T, ln net.Listener, h http.Handler) {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: step}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	t.Cleanup(func() {
+		srv.Close() // closes ln and every connection
+		select {
+		case err := <-done:
+			assert.ErrorIs(t, err, http.ErrServerClosed)
+		case <-time.After(step):
+			t.Errorf("http.Server.Serve did not return after Close")
+		}
+	})
+}
+
+func get(t *testing.T, client *http.Client, url string) (string, error) {
+	t.Helper()
+	resp, err := client.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("status %d: %s", resp.StatusCode, body)
+	}
+	return string(body), nil
+}
+
+// http.Serve works unchanged through the daemon, keep-alive included: both
+// requests travel on one client connection, the second one read by the
+// worker directly from the handed-off socket.
+func TestHTTPServeWithKeepAlive(t *testing.T) {
+	e := startDaemon(t, nil)
+	ln := e.listen("api", 1, e.route("http://+:%d/api/"))
+	serveHTTP(t, ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%s %s from %s", r.Method, r.URL.Path, r.RemoteAddr)
+	}))
+
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: step}
+	first, err := get(t, client, "http://"+e.addr()+"/api/one")
+	require.NoError(t, err)
+	second, err := get(t, client, "http://"+e.addr()+"/api/two?x=1")
+	require.NoError(t, err)
+
+	var remote1, remote2 string
+	_, err = fmt.Sscanf(first, "GET /api/one from %s", &remote1)
+	require.NoError(t, err, first)
+	_, err = fmt.Sscanf(second, "GET /api/two from %s", &remote2)
+	require.NoError(t, err, second)
+	assert.Equal(t, remote1, remote2, "both requests on one connection")
+
+	tr.CloseIdleConnections()
+	s := e.balanced()
+	assert.EqualValues(t, 1, s.Accepted, "one client connection")
+	assert.EqualValues(t, 1, s.Outcomes["dispatched"])
+}
+
+// The worker's Conn replays what the daemon read, then reads the socket:
+// the worker sees the client's stream whole, byte for byte.
+func TestConnReplaysPreReadBytes(t *testing.T) {
+	e := startDaemon(t, nil)
+	route := e.route("net.tcp://+:%d/orders/")
+	ln := e.listen("orders", 1, route)
+	via := e.via("/orders/a")
+	client, sent := dialNetTCP(t, e.addr(), via, nmf.AppendSizedEnvelope(nil, []byte("hello")))
+
+	c := accept(t, ln)
+	assert.Equal(t, via, c.Via())
+	assert.Equal(t, route, c.Route())
+	assert.NotZero(t, c.ID())
+	assert.Equal(t, client.LocalAddr().String(), c.RemoteAddr().String())
+	require.NoError(t, c.SetDeadline(time.Now().Add(step)))
+
+	// Read in small pieces across the end of the replayed bytes.
+	got := make([]byte, len(sent))
+	_, err := io.ReadFull(c, got[:3])
+	require.NoError(t, err)
+	_, err = io.ReadFull(c, got[3:])
+	require.NoError(t, err)
+	assert.Equal(t, sent, got)
+
+	// Later bytes come from the socket itself; writes reach the client.
+	_, err = client.Write([]byte("more"))
+	require.NoError(t, err)
+	more := make([]byte, 4)
+	_, err = io.ReadFull(c, more)
+	require.NoError(t, err)
+	assert.Equal(t, "more", string(more))
+	_, err = c.Write(nmf.AppendPreambleAck(nil))
+	require.NoError(t, err)
+	ack := make([]byte, 1)
+	_, err = io.ReadFull(client, ack)
+	require.NoError(t, err)
+	assert.Equal(t, nmf.RecPreambleAck, ack[0])
+
+	// CloseWrite reaches the client as EOF; the client closing reaches us.
+	require.NoError(t, c.CloseWrite())
+	n, err := client.Read(ack)
+	assert.Equal(t, 0, n)
+	assert.ErrorIs(t, err, io.EOF)
+	client.Close()
+	n, err = c.Read(more)
+	assert.Equal(t, 0, n)
+	assert.ErrorIs(t, err, io.EOF)
+
+	s := e.balanced()
+	assert.EqualValues(t, 1, s.Outcomes["dispatched"])
+}
+
+// Close unregisters: the daemon drops the worker, its route goes into the
+// grace period (then away), and Accept afterwards returns net.ErrClosed.
+func TestCloseUnregisters(t *testing.T) {
+	e := startDaemon(t, func(c *config.Config) { c.GracePeriod = time.Second })
+	route := e.route("http://+:%d/api/")
+	ln := e.listen("api", 1, route)
+	assert.Equal(t, "portshare", ln.Addr().Network())
+	assert.Equal(t, route, ln.Addr().String())
+	st := e.daemon().Status()
+	require.Len(t, st.Routes, 1)
+	assert.Equal(t, "live", st.Routes[0].State)
+	require.Len(t, st.Workers, 1)
+	assert.Equal(t, os.Getpid(), st.Workers[0].PID)
+
+	require.NoError(t, ln.Close())
+	testutil.Eventually(t, step, func() bool {
+		st = e.daemon().Status()
+		return len(st.Workers) == 0 && len(st.Routes) == 1 && st.Routes[0].State == "grace"
+	}, "worker gone, route in grace: %+v", st.Routes)
+	testutil.Eventually(t, step, func() bool { return len(e.daemon().Status().Routes) == 0 }, "route removed after the grace period")
+
+	c, err := ln.Accept()
+	assert.Nil(t, c)
+	require.ErrorIs(t, err, net.ErrClosed)
+	require.NoError(t, ln.Close(), "a second Close is harmless")
+}
+
+func TestCloseUnblocksAccept(t *testing.T) {
+	e := startDaemon(t, nil)
+	ln := e.listen("api", 1, e.route("http://+:%d/api/"))
+	done := make(chan error, 1)
+	go func() {
+		c, err := ln.Accept()
+		if c != nil {
+			c.Close()
+		}
+		done <- err
+	}()
+	time.Sleep(50 * time.Millisecond) // let Accept block
+	require.NoError(t, ln.Close())
+	select {
+	case err := <-done:
+		require.ErrorIs(t, err, net.ErrClosed)
+	case <-time.After(step):
+		t.Fatal("Accept still blocked after Close")
+	}
+}
+
+// A hand-off that waited past its deadline before Accept took it is closed
+// and acknowledged as expired; Accept goes on to the next, fresh one.
+func TestStaleHandoffDroppedAndAckedExpired(t *testing.T) {
+	e := startDaemon(t, func(c *config.Config) {
+		c.DispatchTimeout = 200 * time.Millisecond
+		c.QueueTimeout = 10 * time.Second
+	})
+	ln := e.listen("orders", 1, e.route("net.tcp://+:%d/orders/"))
+
+	stale, _ := dialNetTCP(t, e.addr(), e.via("/orders/stale"), nil)
+	testutil.Eventually(t, step, func() bool {
+		return e.daemon().Ledger().Outcomes["dispatch_timeout"] == 1
+	}, "the stale hand-off times out at the daemon")
+	// Reclaim answered the stale client; its credit stays owed until the
+	// worker acknowledges, so the fresh client waits in the route's queue.
+	fault, err := testutil.ReadFault(stale)
+	require.NoError(t, err)
+	assert.Equal(t, nmf.FaultServerTooBusy, fault)
+
+	fresh, sent := dialNetTCP(t, e.addr(), e.via("/orders/fresh"), nil)
+	testutil.Eventually(t, step, func() bool { return e.daemon().Status().Queued == 1 }, "fresh client queued")
+
+	c := accept(t, ln)
+	assert.Equal(t, e.via("/orders/fresh"), c.Via(), "Accept skipped the stale hand-off")
+	require.NoError(t, c.SetDeadline(time.Now().Add(step)))
+	got := make([]byte, len(sent))
+	_, err = io.ReadFull(c, got)
+	require.NoError(t, err)
+	assert.Equal(t, sent, got)
+	_, err = c.Write([]byte{nmf.RecPreambleAck})
+	require.NoError(t, err)
+	ack := make([]byte, 1)
+	_, err = io.ReadFull(fresh, ack)
+	require.NoError(t, err)
+	assert.Equal(t, nmf.RecPreambleAck, ack[0])
+
+	st := e.daemon().Status()
+	require.Len(t, st.Workers, 1)
+	assert.Zero(t, st.Workers[0].Owed, "the expired ack returned the credit")
+	c.Close()
+	fresh.Close()
+	s := e.balanced()
+	assert.EqualValues(t, 1, s.Outcomes["dispatch_timeout"])
+	assert.EqualValues(t, 1, s.Outcomes["dispatched"])
+}
+
+func TestMaxInflightGrant(t *testing.T) {
+	reclaim := startDaemon(t, nil)
+	ln := reclaim.listen("a", 4, reclaim.route("http://+:%d/a/"))
+	assert.Equal(t, 4, ln.Registered().MaxInflight)
+	assert.Equal(t, "reclaim", ln.Registered().Policy)
+	assert.Equal(t, []string{reclaim.route("http://+:%d/a/")}, ln.Registered().Routes)
+	ln = reclaim.listen("b", 0, reclaim.route("http://+:%d/b/"))
+	assert.Equal(t, 1, ln.Registered().MaxInflight, "default credit 1")
+
+	compat := startDaemon(t, func(c *config.Config) { c.DispatchFailurePolicy = config.Compat })
+	ln = compat.listen("a", 4, compat.route("http://+:%d/a/"))
+	assert.Equal(t, 1, ln.Registered().MaxInflight, "compat grants one hand-off in flight")
+	assert.Equal(t, "compat", ln.Registered().Policy)
+}
+
+// After the daemon restarts, the listener registers with the new one by
+// itself and http.Serve keeps serving.
+func TestReregistersAfterDaemonRestart(t *testing.T) {
+	e := startDaemon(t, nil)
+	ln := e.listen("api", 1, e.route("http://+:%d/api/"))
+	serveHTTP(t, ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "ok %s", r.URL.Path)
+	}))
+	tr := &http.Transport{DisableKeepAlives: true}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: step}
+	body, err := get(t, client, "http://"+e.addr()+"/api/before")
+	require.NoError(t, err)
+	assert.Equal(t, "ok /api/before", body)
+
+	e.restart()
+	testutil.Eventually(t, 3*step, func() bool {
+		st := e.daemon().Status()
+		return len(st.Workers) == 1 && st.Workers[0].PID == os.Getpid()
+	}, "worker registered with the new daemon")
+	body, err = get(t, client, "http://"+e.addr()+"/api/after")
+	require.NoError(t, err)
+	assert.Equal(t, "ok /api/after", body)
+	assert.Contains(t, e.logs.String(), "re-registered with the port-sharing daemon")
+	e.balanced()
+}
+
+func TestListenWithoutDaemon(t *testing.T) {
+	sock := testutil.SocketPath(t)
+	ctx, cancel := context.WithTimeout(context.Background(), step)
+	defer cancel()
+	start := time.Now()
+	ln, err := worker.Listen(ctx, []string{"http://+:9/x/"}, worker.Options{ControlSocket: sock})
+	assert.Nil(t, ln)
+	require.ErrorIs(t, err, worker.ErrNoDaemon)
+	assert.Contains(t, err.Error(), sock)
+	assert.Contains(t, err.Error(), "is 'portshare serve' running?")
+	assert.Less(t, time.Since(start), step)
+}
+
+func TestListenRefused(t *testing.T) {
+	e := startDaemon(t, nil)
+	e.listen("orders", 1, e.route("net.tcp://+:%d/orders/"))
+	for _, tc := range []struct {
+		name, route, code string
+	}{
+		{"other", e.route("net.tcp://+:%d/orders/"), control.CodeConflict},
+		{"bad", "ftp://+:21/", control.CodeBadRoute},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), step)
+		ln, err := worker.Listen(ctx, []string{tc.route}, worker.Options{ControlSocket: e.cfg.ControlSocket, Name: tc.name})
+		cancel()
+		assert.Nil(t, ln)
+		var re *worker.RegistrationError
+		require.True(t, errors.As(err, &re), "%v", err)
+		assert.Equal(t, tc.code, re.Code)
+		assert.False(t, errors.Is(err, worker.ErrNoDaemon))
+	}
+}
