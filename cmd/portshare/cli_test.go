@@ -322,3 +322,30 @@ func TestOutOfDescriptorsPausesAcceptingWithoutSpinning(t *testing.T) {
 	_, err = testutil.NetTCPSession(e.addr(), e.via("/orders/"), step, "after")
 	require.NoError(t, err)
 }
+
+func TestWorkerOutOfDescriptorsRefusesHandoffAtOnce(t *testing.T) {
+	e := startEnv(t, "dispatch_timeout: 30s\n")
+	w := e.worker("orders", "echo", e.route("net.tcp://+:%d/orders/"))
+	_, err := testutil.NetTCPSession(e.addr(), e.via("/orders/"), step, "x")
+	require.NoError(t, err)
+	var old unix.Rlimit
+	require.NoError(t, unix.Prlimit(w.PID(), unix.RLIMIT_NOFILE, nil, &old))
+	lim := unix.Rlimit{Cur: 3, Max: old.Max} // no new descriptor fits below 3
+	require.NoError(t, unix.Prlimit(w.PID(), unix.RLIMIT_NOFILE, &lim, nil))
+
+	start := time.Now()
+	_, err = testutil.NetTCPSession(e.addr(), e.via("/orders/"), step, "x")
+	var fe *nmf.FaultError
+	require.ErrorAs(t, err, &fe)
+	assert.Equal(t, nmf.FaultServerTooBusy, fe.Name)
+	assert.Less(t, time.Since(start), 5*time.Second, "answered without waiting for dispatch_timeout")
+	assert.Contains(t, w.Output(), "MSG_CTRUNC")
+
+	require.NoError(t, unix.Prlimit(w.PID(), unix.RLIMIT_NOFILE, &old, nil))
+	got, err := testutil.NetTCPSession(e.addr(), e.via("/orders/"), step, "back")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"orders:back"}, got)
+	st := e.balanced()
+	assert.EqualValues(t, 1, st.Ledger.Outcomes["dispatch_error"])
+	assert.EqualValues(t, 2, st.Ledger.Outcomes["dispatched"])
+}

@@ -111,6 +111,12 @@ func (c *Conn) Send(t Type, header any, payload []byte, fd int, timeout time.Dur
 	return nil
 }
 
+// ErrRightsTruncated is returned by Recv when the kernel could not deliver
+// a message's descriptors (MSG_CTRUNC: usually the receiver is out of file
+// descriptors). The message itself is returned with it, FD -1, so the
+// receiver can say which hand-off it lost.
+var ErrRightsTruncated = errors.New("control: ancillary data truncated (MSG_CTRUNC): descriptors lost")
+
 // Recv receives one message. Descriptors arrive close-on-exec
 // (MSG_CMSG_CLOEXEC); a truncated message or truncated ancillary data
 // (MSG_TRUNC, MSG_CTRUNC) is an error, and any descriptor that came with a
@@ -131,19 +137,28 @@ func (c *Conn) Recv() (Message, error) {
 	}
 	fds, ferr := parseRights(c.oob[:oobn])
 	m := Message{FD: -1}
-	fail := func(e error) (Message, error) {
+	closeAll := func() {
 		for _, fd := range fds {
 			unix.Close(fd)
 		}
+	}
+	fail := func(e error) (Message, error) {
+		closeAll()
 		return Message{FD: -1}, e
 	}
 	switch {
 	case ferr != nil:
 		return fail(ferr)
-	case flags&unix.MSG_CTRUNC != 0:
-		return fail(errors.New("control: ancillary data truncated (MSG_CTRUNC): descriptors lost"))
 	case flags&unix.MSG_TRUNC != 0 || n > MaxMessage:
 		return fail(fmt.Errorf("control: message exceeds %d bytes", MaxMessage))
+	case flags&unix.MSG_CTRUNC != 0:
+		// The message is whole; only its descriptors are lost. Return it
+		// so the receiver can answer for it.
+		closeAll()
+		if m.Type, m.Header, m.Payload, err = Decode(c.buf[:n]); err != nil {
+			return Message{FD: -1}, err
+		}
+		return m, ErrRightsTruncated
 	case n == 0 && oobn == 0:
 		return fail(io.EOF)
 	case len(fds) > 1:

@@ -129,10 +129,13 @@ type Handoff struct {
 }
 
 // Ack acknowledges a hand-off: the worker's Accept took it. Expired means
-// the worker found it past its deadline and closed it instead.
+// the worker found it past its deadline and closed it instead; Refused that
+// the worker could not take it at all (its descriptor was lost, say), with
+// the reason.
 type Ack struct {
 	ID      uint64 `json:"id"`
 	Expired bool   `json:"expired,omitempty"`
+	Refused string `json:"refused,omitempty"`
 }
 
 // Evicted tells a worker why the daemon is about to close it.

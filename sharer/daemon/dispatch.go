@@ -345,14 +345,23 @@ func (d *Daemon) ack(w *registration, a control.Ack) {
 	d.m.inflight.Dec()
 	d.stopTimerLocked(c)
 	var sends []handoff
-	if a.Expired {
+	switch {
+	case a.Refused != "":
+		d.log.Warn("worker refused a hand-off", "conn", c.id, "worker", w.name, "pid", w.pid, "why", a.Refused)
+		d.finish(c, DispatchError, "worker_refused")
+		if d.policy == config.Compat {
+			d.refuse(c, nmf.FaultConnectionDispatchFailed, 503)
+		} else {
+			d.refuse(c, nmf.FaultServerTooBusy, 503)
+		}
+	case a.Expired:
 		sends = d.timedOutLocked(w, c, "the worker found the hand-off past its deadline")
-	} else {
+	default:
 		d.finish(c, Dispatched, "")
 	}
 	sends = append(sends, d.fillLocked(w)...)
 	d.mu.Unlock()
-	if !a.Expired {
+	if a.Refused == "" && !a.Expired {
 		d.closeConn(c)
 	}
 	d.send(sends)

@@ -221,6 +221,10 @@ func (l *Listener) Accept() (net.Conn, error) {
 			}
 		}
 		m, err := ctl.Recv()
+		if errors.Is(err, control.ErrRightsTruncated) {
+			l.refuse(ctl, &m, "descriptor lost (MSG_CTRUNC): is the worker out of file descriptors?")
+			continue
+		}
 		if err != nil {
 			select {
 			case <-l.closed:
@@ -251,6 +255,18 @@ func (l *Listener) Accept() (net.Conn, error) {
 	}
 }
 
+// refuse tells the daemon a hand-off whose descriptor never arrived cannot
+// be taken, so it answers the client at once instead of waiting for the
+// dispatch timeout.
+func (l *Listener) refuse(ctl *control.Conn, m *control.Message, why string) {
+	var h control.Handoff
+	if m.Type != control.TypeHandoff || m.Unmarshal(&h) != nil {
+		return
+	}
+	l.log.Error("hand-off refused", "id", h.ID, "why", why)
+	ctl.Send(control.TypeAck, control.Ack{ID: h.ID, Refused: why}, nil, -1, time.Second)
+}
+
 // take turns a hand-off into a Conn and acknowledges it; nil if it expired
 // or was unusable (acknowledged as expired so the daemon stops waiting).
 func (l *Listener) take(ctl *control.Conn, m *control.Message) *Conn {
@@ -268,7 +284,7 @@ func (l *Listener) take(ctl *control.Conn, m *control.Message) *Conn {
 	c, err := newConn(m.FD, &h, m.Payload)
 	m.FD = -1 // newConn owns it now, on every path
 	if err != nil {
-		ctl.Send(control.TypeAck, control.Ack{ID: h.ID, Expired: true}, nil, -1, time.Second)
+		ctl.Send(control.TypeAck, control.Ack{ID: h.ID, Refused: err.Error()}, nil, -1, time.Second)
 		return nil
 	}
 	// Only an acknowledged connection is the service's: one the daemon
