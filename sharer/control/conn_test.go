@@ -134,15 +134,22 @@ func TestTruncatedDescriptorsAreErrorAndClosed(t *testing.T) {
 	require.NoError(t, err)
 	closeAll(fds)
 
-	_, err = recv(t, b)
-	require.Error(t, err)
+	m, err := recv(t, b)
+	require.ErrorIs(t, err, ErrRightsTruncated)
 	assert.Contains(t, err.Error(), "MSG_CTRUNC")
 	assert.Contains(t, err.Error(), "descriptors")
 	assert.Equal(t, before, fdCount(t), "the descriptors that did arrive were closed")
+	// The message comes back without a descriptor, so the receiver can
+	// say which hand-off it lost.
+	assert.Equal(t, -1, m.FD)
+	assert.Equal(t, TypeHandoff, m.Type)
+	var h Handoff
+	require.NoError(t, m.Unmarshal(&h))
+	assert.EqualValues(t, 1, h.ID)
 
 	// The connection still works.
 	require.NoError(t, a.Send(TypeAck, Ack{ID: 2}, nil, -1, time.Second))
-	m, err := recv(t, b)
+	m, err = recv(t, b)
 	require.NoError(t, err)
 	assert.Equal(t, TypeAck, m.Type)
 }
@@ -176,15 +183,18 @@ func TestDescriptorWithBadMessageIsClosed(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		msg  []byte
+		fds  int
 		want string
 	}{
-		{"other version", badVersion, "unsupported protocol version"},
-		{"short", []byte{Version, byte(TypeAck)}, "short message"},
-		{"oversize", make([]byte, MaxMessage+100), "exceeds 65536"},
-		{"one byte over", make([]byte, MaxMessage+1), "exceeds 65536"},
+		{"other version", badVersion, 1, "unsupported protocol version"},
+		{"short", []byte{Version, byte(TypeAck)}, 1, "short message"},
+		{"oversize", make([]byte, MaxMessage+100), 1, "exceeds 65536"},
+		{"one byte over", make([]byte, MaxMessage+1), 1, "exceeds 65536"},
+		{"other version, descriptors truncated", badVersion, 8, "unsupported protocol version"},
+		{"oversize, descriptors truncated", make([]byte, MaxMessage+1), 8, "exceeds 65536"},
 	} {
 		before := fdCount(t)
-		fds := pipes(t, 1)
+		fds := pipes(t, tc.fds)
 		_, _, err = a.UnixConn().WriteMsgUnix(tc.msg, unix.UnixRights(fds...), nil)
 		require.NoError(t, err, tc.name)
 		closeAll(fds)

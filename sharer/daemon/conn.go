@@ -36,7 +36,7 @@ type conn struct {
 	route         *routeEntry
 	worker        *registration // while in flight
 	qelem         *list.Element // position in route.queue while queued
-	timer         *time.Timer   // queue_timeout or dispatch_timeout
+	dl            deadline      // receive, queue or dispatch deadline (one at a time)
 	queueDeadline time.Time     // reclaim: set when first queued
 }
 
@@ -65,10 +65,16 @@ func (d *Daemon) serveConn(c *conn) {
 }
 
 // sniffConn reads until the sniffer has the key, with one deadline for the
-// whole key (a dribbling client cannot extend it).
+// whole key (a dribbling client cannot extend it), kept by the daemon's
+// clock: at expiry the clock wakes the read with a past deadline.
 func (d *Daemon) sniffConn(c *conn, cfg *config.Config) (sniff.Key, error) {
 	s := sniff.New(sniff.Limits{MaxHTTPHead: cfg.MaxHTTPHead})
-	c.tcp.SetReadDeadline(c.accepted.Add(cfg.ReceiveTimeout))
+	d.clock.schedule(&c.dl, c.accepted.Add(cfg.ReceiveTimeout), func(gen uint64) {
+		if d.clock.current(&c.dl, gen) {
+			c.tcp.SetReadDeadline(time.Unix(1, 0))
+		}
+	})
+	defer d.clock.cancel(&c.dl)
 	rc, err := c.tcp.SyscallConn()
 	if err != nil {
 		return sniff.Key{}, err

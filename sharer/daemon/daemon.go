@@ -42,6 +42,7 @@ type Daemon struct {
 	accounts atomic.Pointer[config.Accounts]
 	policy   config.Policy // fixed for the daemon's life
 	ledger   Ledger
+	clock    *clock
 	m        *metrics
 	pending  atomic.Int64 // tokens held in all gates
 
@@ -80,6 +81,7 @@ func New(cfg config.Config, log *slog.Logger) (*Daemon, error) {
 		workers: map[uint64]*registration{},
 		backoff: map[string]time.Time{},
 		live:    map[*conn]struct{}{},
+		clock:   newClock(),
 	}
 	d.cfg.Store(&cfg)
 	d.accounts.Store(&acc)
@@ -157,6 +159,8 @@ func (d *Daemon) Serve(ctx context.Context) error {
 		d.wg.Go(func() { srv.Serve(d.metrics) })
 	}
 	d.wg.Go(d.acceptControl)
+	clockDone := make(chan struct{})
+	d.wg.Go(func() { d.clock.run(clockDone) })
 	cfg := d.cfg.Load()
 	d.log.Info("portshare daemon serving", "control_socket", cfg.ControlSocket, "policy", d.policy,
 		"listen_backlog", cfg.ListenBacklog, "max_pending_accepts", cfg.MaxPendingAccepts,
@@ -164,6 +168,7 @@ func (d *Daemon) Serve(ctx context.Context) error {
 		"dispatch_timeout", cfg.DispatchTimeout)
 	<-ctx.Done()
 	d.shutdown()
+	close(clockDone)
 	if srv != nil {
 		srv.Close()
 	}

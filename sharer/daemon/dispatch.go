@@ -80,36 +80,26 @@ func (re *routeEntry) pickWorker() *registration {
 	return best
 }
 
-// armLocked starts c's one timer. The timer counts in d.wg until it fires
-// or is stopped, and its callback does nothing once the daemon is closing
-// or the timer was replaced: shutdown ends every connection itself.
-func (d *Daemon) armLocked(c *conn, after time.Duration, fire func(*conn) []handoff) {
-	d.stopTimerLocked(c)
-	var t *time.Timer
-	d.wg.Add(1)
-	t = time.AfterFunc(after, func() {
-		defer d.wg.Done()
+// armLocked sets c's deadline (queue or dispatch). The callback runs under
+// d.mu, does nothing once the daemon is closing (shutdown ends every
+// connection itself) or if the deadline was moved meanwhile, and makes its
+// hand-offs each on its own goroutine so the clock never waits on a worker.
+func (d *Daemon) armLocked(c *conn, at time.Time, fire func(*conn) []handoff) {
+	d.clock.schedule(&c.dl, at, func(gen uint64) {
 		d.mu.Lock()
-		if d.closing.Load() || c.timer != t {
+		if d.closing.Load() || !d.clock.current(&c.dl, gen) {
 			d.mu.Unlock()
 			return
 		}
-		c.timer = nil
 		sends := fire(c)
 		d.mu.Unlock()
-		d.send(sends)
+		for _, h := range sends {
+			d.wg.Go(func() { d.handOff(h) })
+		}
 	})
-	c.timer = t
 }
 
-func (d *Daemon) stopTimerLocked(c *conn) {
-	if c.timer != nil {
-		if c.timer.Stop() {
-			d.wg.Done()
-		}
-		c.timer = nil
-	}
-}
+func (d *Daemon) stopTimerLocked(c *conn) { d.clock.cancel(&c.dl) }
 
 // route finds c's route and dispatches or queues it.
 func (d *Daemon) route(c *conn, cfg *config.Config) {
@@ -178,7 +168,7 @@ func (d *Daemon) queueLocked(c *conn, front bool, cfg *config.Config) {
 		if c.queueDeadline.IsZero() {
 			c.queueDeadline = time.Now().Add(cfg.QueueTimeout)
 		}
-		d.armLocked(c, time.Until(c.queueDeadline), d.queueExpiredLocked)
+		d.armLocked(c, c.queueDeadline, d.queueExpiredLocked)
 	}
 }
 
@@ -212,8 +202,9 @@ func (d *Daemon) assignLocked(w *registration, c *conn, cfg *config.Config) hand
 	w.inflight[c.id] = c
 	c.worker = w
 	d.m.inflight.Inc()
-	d.armLocked(c, cfg.DispatchTimeout, d.dispatchExpiredLocked)
-	return handoff{w, c, time.Now().Add(cfg.DispatchTimeout)}
+	deadline := time.Now().Add(cfg.DispatchTimeout)
+	d.armLocked(c, deadline, d.dispatchExpiredLocked)
+	return handoff{w, c, deadline}
 }
 
 // fillLocked gives w queued connections of its routes while it has credit,

@@ -247,7 +247,7 @@ func (d *Daemon) acceptLoop(p *portListener, ln *net.TCPListener, g *gate) {
 			continue
 		}
 		backoff = 0
-		c := &conn{id: d.nextID.Add(1), tcp: tc, port: p.port, accepted: time.Now(), gate: g}
+		c := &conn{id: d.nextID.Add(1), tcp: tc, port: p.port, accepted: time.Now(), gate: g, dl: deadline{idx: -1}}
 		c.token.Store(true)
 		d.ledger.accept()
 		d.m.accepted.Inc()

@@ -11,7 +11,9 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -167,30 +169,44 @@ func (e *env) balanced() daemon.LedgerSnapshot {
 	return s
 }
 
-// accept calls ln.Accept, bounded by step: on timeout it closes ln so the
-// Accept goroutine ends, and fails the test.
-func accept(t *testing.T, ln *worker.Listener) *worker.Conn {
-	t.Helper()
+// acceptAsync starts ln.Accept; the returned func waits for its result,
+// bounded by step: on timeout it closes ln so the Accept goroutine ends,
+// and fails the test. A returned Conn is closed at the end of the test.
+func acceptAsync(t *testing.T, ln *worker.Listener) func() (*worker.Conn, error) {
 	type result struct {
 		c   net.Conn
 		err error
 	}
 	ch := make(chan result, 1)
 	go func() { c, err := ln.Accept(); ch <- result{c, err} }()
-	var r result
-	select {
-	case r = <-ch:
-	case <-time.After(step):
-		ln.Close()
-		if r = <-ch; r.c != nil {
-			r.c.Close()
+	return func() (*worker.Conn, error) {
+		t.Helper()
+		var r result
+		select {
+		case r = <-ch:
+		case <-time.After(step):
+			ln.Close()
+			if r = <-ch; r.c != nil {
+				r.c.Close()
+			}
+			t.Fatalf("Accept did not return within %s", step)
 		}
-		t.Fatalf("Accept did not return within %s", step)
+		if r.err != nil {
+			require.Nil(t, r.c)
+			return nil, r.err
+		}
+		t.Cleanup(func() { r.c.Close() })
+		c, ok := r.c.(*worker.Conn)
+		require.True(t, ok, "Accept returns a *worker.Conn, got %T", r.c)
+		return c, nil
 	}
-	require.NoError(t, r.err)
-	t.Cleanup(func() { r.c.Close() })
-	c, ok := r.c.(*worker.Conn)
-	require.True(t, ok, "Accept returns a *worker.Conn, got %T", r.c)
+}
+
+// accept is Accept bounded by step, which must succeed.
+func accept(t *testing.T, ln *worker.Listener) *worker.Conn {
+	t.Helper()
+	c, err := acceptAsync(t, ln)()
+	require.NoError(t, err)
 	return c
 }
 
@@ -355,22 +371,111 @@ func TestCloseUnregisters(t *testing.T) {
 func TestCloseUnblocksAccept(t *testing.T) {
 	e := startDaemon(t, nil)
 	ln := e.listen("api", 1, e.route("http://+:%d/api/"))
-	done := make(chan error, 1)
-	go func() {
-		c, err := ln.Accept()
-		if c != nil {
-			c.Close()
-		}
-		done <- err
-	}()
-	time.Sleep(50 * time.Millisecond) // let Accept block
+	first, second := acceptAsync(t, ln), acceptAsync(t, ln)
+	time.Sleep(50 * time.Millisecond) // let both block
 	require.NoError(t, ln.Close())
-	select {
-	case err := <-done:
+	for _, wait := range []func() (*worker.Conn, error){first, second} {
+		_, err := wait()
 		require.ErrorIs(t, err, net.ErrClosed)
-	case <-time.After(step):
-		t.Fatal("Accept still blocked after Close")
 	}
+}
+
+// Close while Accept is registering again (the daemon is gone) ends it.
+func TestCloseWhileReregistering(t *testing.T) {
+	e := startDaemon(t, nil)
+	ln := e.listen("api", 1, e.route("http://+:%d/api/"))
+	wait := acceptAsync(t, ln)
+	e.shutdown()
+	testutil.Eventually(t, step, func() bool {
+		return strings.Contains(e.logs.String(), "port-sharing daemon connection lost")
+	}, "Accept saw the daemon go")
+	time.Sleep(100 * time.Millisecond) // into the back-off
+	require.NoError(t, ln.Close())
+	_, err := wait()
+	require.ErrorIs(t, err, net.ErrClosed)
+}
+
+// A daemon that refuses the re-registration ends Accept with its refusal.
+func TestRefusedReregistrationEndsAccept(t *testing.T) {
+	e := startDaemon(t, nil)
+	ln := e.listen("api", 1, e.route("http://+:%d/api/"))
+	wait := acceptAsync(t, ln)
+	e.shutdown()
+	e.cfg.AllowAccounts = []string{"uid:4242"} // not us
+	if os.Getuid() == 4242 {
+		e.cfg.AllowAccounts = []string{"uid:4243"}
+	}
+	e.start()
+	_, err := wait()
+	var re *worker.RegistrationError
+	require.ErrorAs(t, err, &re)
+	assert.Equal(t, control.CodeDenied, re.Code)
+	_, err = acceptAsync(t, ln)()
+	require.ErrorAs(t, err, &re, "later Accepts return the refusal too")
+}
+
+// Hand-offs a closed listener never accepted go to another worker of the
+// same service (reclaim), with their pre-read bytes intact.
+func TestCloseRequeuesUnacceptedHandoffs(t *testing.T) {
+	e := startDaemon(t, nil)
+	route := e.route("net.tcp://+:%d/orders/")
+	first := e.listen("pool", 2, route)
+	sent := map[string][]byte{}
+	for _, path := range []string{"/orders/a", "/orders/b"} {
+		_, sent[e.via(path)] = dialNetTCP(t, e.addr(), e.via(path), nmf.AppendSizedEnvelope(nil, []byte(path)))
+	}
+	testutil.Eventually(t, step, func() bool { return e.daemon().Status().Inflight == 2 }, "both handed to the first listener")
+
+	second := e.listen("pool", 2, route)
+	require.NoError(t, first.Close())
+	for range 2 {
+		c := accept(t, second)
+		want, ok := sent[c.Via()]
+		require.True(t, ok, "unexpected via %q", c.Via())
+		delete(sent, c.Via())
+		require.NoError(t, c.SetDeadline(time.Now().Add(step)))
+		got := make([]byte, len(want))
+		_, err := io.ReadFull(c, got)
+		require.NoError(t, err)
+		assert.Equal(t, want, got)
+		c.Close()
+	}
+	s := e.balanced()
+	assert.EqualValues(t, 2, s.Outcomes["dispatched"])
+	assert.EqualValues(t, 2, s.Accepted)
+}
+
+// Compat evicts a worker after a dispatch timeout; its Accept drops the
+// stale hand-off, waits out the back-off, registers again and serves.
+func TestCompatEvictionBackoffThenServed(t *testing.T) {
+	e := startDaemon(t, func(c *config.Config) {
+		c.DispatchFailurePolicy = config.Compat
+		c.DispatchTimeout = 200 * time.Millisecond
+		c.ReregisterBackoff = 500 * time.Millisecond
+	})
+	ln := e.listen("orders", 1, e.route("net.tcp://+:%d/orders/"))
+	stale, _ := dialNetTCP(t, e.addr(), e.via("/orders/stale"), nil)
+	fault, err := testutil.ReadFault(stale)
+	require.NoError(t, err)
+	assert.Equal(t, nmf.FaultConnectionDispatchFailed, fault)
+	testutil.Eventually(t, step, func() bool { return len(e.daemon().Status().Workers) == 0 }, "worker evicted")
+
+	wait := acceptAsync(t, ln)
+	testutil.Eventually(t, step, func() bool { return len(e.daemon().Status().Workers) == 1 }, "registered again after the back-off")
+	assert.Contains(t, e.logs.String(), "evicted by the port-sharing daemon")
+	_, sent := dialNetTCP(t, e.addr(), e.via("/orders/fresh"), nil)
+	c, err := wait()
+	require.NoError(t, err)
+	assert.Equal(t, e.via("/orders/fresh"), c.Via())
+	require.NoError(t, c.SetDeadline(time.Now().Add(step)))
+	got := make([]byte, len(sent))
+	_, err = io.ReadFull(c, got)
+	require.NoError(t, err)
+	assert.Equal(t, sent, got)
+	c.Close()
+	s := e.balanced()
+	assert.EqualValues(t, 1, s.Outcomes["dispatch_timeout"])
+	assert.EqualValues(t, 1, s.Outcomes["dispatched"])
 }
 
 // A hand-off that waited past its deadline before Accept took it is closed
@@ -474,6 +579,20 @@ func TestListenWithoutDaemon(t *testing.T) {
 	assert.Less(t, time.Since(start), step)
 }
 
+// A socket file left by a crashed daemon is "no daemon" too.
+func TestListenStaleSocketFile(t *testing.T) {
+	sock := testutil.SocketPath(t)
+	l, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: sock, Net: "unixpacket"})
+	require.NoError(t, err)
+	l.SetUnlinkOnClose(false)
+	require.NoError(t, l.Close())
+	ctx, cancel := context.WithTimeout(context.Background(), step)
+	defer cancel()
+	_, err = worker.Listen(ctx, []string{"http://+:9/x/"}, worker.Options{ControlSocket: sock})
+	require.ErrorIs(t, err, worker.ErrNoDaemon)
+	assert.Contains(t, err.Error(), sock)
+}
+
 func TestListenRefused(t *testing.T) {
 	e := startDaemon(t, nil)
 	e.listen("orders", 1, e.route("net.tcp://+:%d/orders/"))
@@ -491,5 +610,181 @@ func TestListenRefused(t *testing.T) {
 		require.True(t, errors.As(err, &re), "%v", err)
 		assert.Equal(t, tc.code, re.Code)
 		assert.False(t, errors.Is(err, worker.ErrNoDaemon))
+	}
+}
+
+// fakeDaemon listens on a fresh control socket, registers the first worker
+// that connects, and hands the test that worker's control connection.
+func fakeDaemon(t *testing.T) (string, <-chan *control.Conn) {
+	t.Helper()
+	sock := testutil.SocketPath(t)
+	l, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: sock, Net: "unixpacket"})
+	require.NoError(t, err)
+	t.Cleanup(func() { l.Close() })
+	ch := make(chan *control.Conn, 1)
+	go func() {
+		defer close(ch)
+		l.SetDeadline(time.Now().Add(step))
+		uc, err := l.AcceptUnix()
+		if err != nil {
+			return
+		}
+		cc, err := control.NewConn(uc)
+		if err != nil {
+			uc.Close()
+			return
+		}
+		cc.SetDeadline(time.Now().Add(step))
+		var reg control.Register
+		m, err := cc.Recv()
+		if err == nil {
+			err = m.Unmarshal(&reg)
+		}
+		if err == nil {
+			err = cc.Send(control.TypeRegistered, control.Registered{ID: 1, Routes: reg.Routes, Policy: "reclaim", MaxInflight: reg.MaxInflight}, nil, -1, time.Second)
+		}
+		if err != nil {
+			cc.Close()
+			return
+		}
+		ch <- cc
+	}()
+	return sock, ch
+}
+
+// tcpPair returns both ends of a loopback TCP connection.
+func tcpPair(t *testing.T) (client, server *net.TCPConn) {
+	t.Helper()
+	l, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	require.NoError(t, err)
+	defer l.Close()
+	client, err = net.DialTCP("tcp", nil, l.Addr().(*net.TCPAddr))
+	require.NoError(t, err)
+	t.Cleanup(func() { client.Close() })
+	require.NoError(t, l.SetDeadline(time.Now().Add(step)))
+	server, err = l.AcceptTCP()
+	require.NoError(t, err)
+	t.Cleanup(func() { server.Close() })
+	return client, server
+}
+
+func sendHandoff(t *testing.T, ctl *control.Conn, h control.Handoff, pre []byte, f interface {
+	SyscallConn() (syscall.RawConn, error)
+}) {
+	t.Helper()
+	rc, err := f.SyscallConn()
+	require.NoError(t, err)
+	var serr error
+	require.NoError(t, rc.Control(func(fd uintptr) { serr = ctl.Send(control.TypeHandoff, h, pre, int(fd), time.Second) }))
+	require.NoError(t, serr)
+}
+
+func fdCount(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	require.NoError(t, err)
+	return len(ents)
+}
+
+// Accept closes and acknowledges as expired a hand-off past its deadline,
+// refuses one whose descriptor is not a TCP socket, and returns the next
+// good one; no descriptor is left behind.
+func TestAcceptSkipsExpiredAndUnusableHandoffs(t *testing.T) {
+	sock, ctls := fakeDaemon(t)
+	ctx, cancel := context.WithTimeout(context.Background(), step)
+	defer cancel()
+	logs := &syncBuffer{}
+	ln, err := worker.Listen(ctx, []string{"net.tcp://+:9/x/"}, worker.Options{ControlSocket: sock, MaxInflight: 3, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	require.NoError(t, err)
+	t.Cleanup(func() { ln.Close() })
+	ctl := <-ctls
+	require.NotNil(t, ctl)
+	t.Cleanup(func() { ctl.Close() })
+	assert.Equal(t, 3, ln.Registered().MaxInflight)
+
+	_, staleSrv := tcpPair(t)
+	client, freshSrv := tcpPair(t)
+	r, w, err := os.Pipe()
+	require.NoError(t, err)
+	defer r.Close()
+	defer w.Close()
+	before := fdCount(t)
+
+	future := time.Now().Add(time.Minute).UnixNano()
+	sendHandoff(t, ctl, control.Handoff{ID: 1, Deadline: time.Now().Add(-time.Second).UnixNano()}, []byte("old"), staleSrv)
+	sendHandoff(t, ctl, control.Handoff{ID: 2, Deadline: future}, []byte("pipe"), w)
+	sendHandoff(t, ctl, control.Handoff{ID: 3, Route: "net.tcp://+:9/x/", Via: "net.tcp://h:9/x/y", Deadline: future}, []byte("pre-"), freshSrv)
+
+	c := accept(t, ln)
+	assert.EqualValues(t, 3, c.ID())
+	assert.Equal(t, "net.tcp://h:9/x/y", c.Via())
+	assert.Equal(t, "net.tcp://+:9/x/", c.Route())
+	_, err = client.Write([]byte("socket"))
+	require.NoError(t, err)
+	require.NoError(t, c.SetDeadline(time.Now().Add(step)))
+	got := make([]byte, len("pre-socket"))
+	_, err = io.ReadFull(c, got)
+	require.NoError(t, err)
+	assert.Equal(t, "pre-socket", string(got))
+
+	require.NoError(t, ctl.SetDeadline(time.Now().Add(step)))
+	var acks []control.Ack
+	for range 3 {
+		m, err := ctl.Recv()
+		require.NoError(t, err)
+		require.Equal(t, control.TypeAck, m.Type)
+		var a control.Ack
+		require.NoError(t, m.Unmarshal(&a))
+		acks = append(acks, a)
+	}
+	assert.Equal(t, control.Ack{ID: 1, Expired: true}, acks[0])
+	assert.EqualValues(t, 2, acks[1].ID)
+	assert.NotEmpty(t, acks[1].Refused, "a descriptor that is not a TCP socket is refused")
+	assert.Equal(t, control.Ack{ID: 3}, acks[2])
+
+	require.NoError(t, c.Close())
+	assert.Equal(t, before, fdCount(t), "the worker closed every descriptor it received")
+}
+
+// ctx (and DialTimeout) bound a registration the daemon never answers.
+func TestListenBoundedWhenDaemonNeverAnswers(t *testing.T) {
+	sock := testutil.SocketPath(t)
+	l, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: sock, Net: "unixpacket"})
+	require.NoError(t, err)
+	defer l.Close()
+	held := make(chan net.Conn, 4)
+	defer func() {
+		l.Close()
+		for c := range held {
+			c.Close()
+		}
+	}()
+	go func() {
+		defer close(held)
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			held <- c // accepted, never answered
+		}
+	}()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(100*time.Millisecond, cancel)
+	for _, tc := range []struct {
+		name string
+		ctx  context.Context
+		opts worker.Options
+	}{
+		{"cancelled", ctx, worker.Options{ControlSocket: sock}},
+		{"dial timeout", context.Background(), worker.Options{ControlSocket: sock, DialTimeout: 100 * time.Millisecond}},
+	} {
+		start := time.Now()
+		ln, err := worker.Listen(tc.ctx, []string{"http://+:9/x/"}, tc.opts)
+		assert.Nil(t, ln, tc.name)
+		require.Error(t, err, tc.name)
+		assert.Contains(t, err.Error(), sock, tc.name)
+		assert.Less(t, time.Since(start), 2*time.Second, tc.name)
 	}
 }
