@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -195,4 +196,19 @@ func TestValidateWithoutFile(t *testing.T) {
 	c = Default()
 	c.File, c.ListenAddresses = "x.yaml", nil
 	require.EqualError(t, c.Validate(), "x.yaml: listen_addresses must name at least one address")
+}
+
+func TestDefaultControlSocketAndAccounts(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("XDG_RUNTIME_DIR", dir)
+	accounts := Default().AllowAccounts
+	if os.Geteuid() == 0 {
+		assert.Equal(t, "/run/portshare/portshare.sock", DefaultControlSocket())
+		assert.Equal(t, []string{"root"}, accounts)
+		return
+	}
+	assert.Equal(t, filepath.Join(dir, "portshare.sock"), DefaultControlSocket())
+	t.Setenv("XDG_RUNTIME_DIR", "")
+	assert.Equal(t, filepath.Join(os.TempDir(), fmt.Sprintf("portshare-%d", os.Geteuid()), "portshare.sock"), DefaultControlSocket())
+	assert.Equal(t, []string{"root", fmt.Sprintf("uid:%d", os.Getuid())}, accounts)
 }

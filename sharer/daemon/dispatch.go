@@ -207,6 +207,15 @@ func (d *Daemon) assignLocked(w *registration, c *conn, cfg *config.Config) hand
 	return handoff{w, c, deadline}
 }
 
+// landLocked takes c back from w's hand-offs in flight, stopping its
+// dispatch clock.
+func (d *Daemon) landLocked(w *registration, c *conn) {
+	delete(w.inflight, c.id)
+	c.worker = nil
+	d.m.inflight.Dec()
+	d.stopTimerLocked(c)
+}
+
 // fillLocked gives w queued connections of its routes while it has credit,
 // taking one route at a time so no route starves.
 func (d *Daemon) fillLocked(w *registration) []handoff {
@@ -283,10 +292,7 @@ func (d *Daemon) handOff(h handoff) {
 		d.mu.Unlock()
 		return
 	}
-	delete(w.inflight, c.id)
-	c.worker = nil
-	d.m.inflight.Dec()
-	d.stopTimerLocked(c)
+	d.landLocked(w, c)
 	var sends []handoff
 	switch {
 	case errors.Is(err, control.ErrTooLarge):
@@ -331,10 +337,7 @@ func (d *Daemon) ack(w *registration, a control.Ack) {
 		d.send(sends)
 		return
 	}
-	delete(w.inflight, a.ID)
-	c.worker = nil
-	d.m.inflight.Dec()
-	d.stopTimerLocked(c)
+	d.landLocked(w, c)
 	var sends []handoff
 	switch {
 	case a.Refused != "":
@@ -363,9 +366,7 @@ func (d *Daemon) dispatchExpiredLocked(c *conn) []handoff {
 	if w == nil || w.inflight[c.id] != c {
 		return nil
 	}
-	delete(w.inflight, c.id)
-	c.worker = nil
-	d.m.inflight.Dec()
+	d.landLocked(w, c)
 	if d.policy == config.Reclaim {
 		w.owed[c.id] = struct{}{} // the worker may still take it: its credit returns then
 	}
@@ -431,11 +432,8 @@ func (d *Daemon) removeWorkerLocked(w *registration) []handoff {
 	delete(d.workers, w.id)
 	d.m.registrations.Dec()
 	cfg := d.cfg.Load()
-	for id, c := range w.inflight {
-		delete(w.inflight, id)
-		c.worker = nil
-		d.m.inflight.Dec()
-		d.stopTimerLocked(c)
+	for _, c := range w.inflight {
+		d.landLocked(w, c)
 		switch {
 		case d.closing.Load():
 			d.finish(c, Shutdown, "")
