@@ -42,7 +42,7 @@ func ChildCommand(bin string, args ...string) *exec.Cmd {
 // Proc is a child process whose output is kept for the test log.
 type Proc struct {
 	Cmd  *exec.Cmd
-	out  *lockedBuffer
+	out  *Buffer
 	done chan struct{}
 	err  error
 }
@@ -54,7 +54,7 @@ func Start(t testing.TB, env []string, args ...string) *Proc {
 	t.Helper()
 	cmd := ChildCommand(os.Args[0], args...)
 	cmd.Env = append(cmd.Env, env...)
-	out := &lockedBuffer{}
+	out := &Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	p := &Proc{Cmd: cmd, out: out, done: make(chan struct{})}
 	if err := cmd.Start(); err != nil {
@@ -118,18 +118,20 @@ func (p *Proc) WaitOutput(t testing.TB, s string, timeout time.Duration) {
 	}
 }
 
-type lockedBuffer struct {
+// Buffer is a bytes.Buffer safe for concurrent writers and readers: a
+// place for a child's output or an in-process daemon's log.
+type Buffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (l *lockedBuffer) Write(p []byte) (int, error) {
+func (l *Buffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.Write(p)
 }
 
-func (l *lockedBuffer) String() string {
+func (l *Buffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()

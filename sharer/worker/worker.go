@@ -271,9 +271,13 @@ func (l *Listener) refuse(ctl *control.Conn, m *control.Message, why string) {
 // or was unusable (acknowledged as expired so the daemon stops waiting).
 func (l *Listener) take(ctl *control.Conn, m *control.Message) *Conn {
 	var h control.Handoff
-	if err := m.Unmarshal(&h); err != nil || m.FD < 0 {
+	if err := m.Unmarshal(&h); err != nil {
 		m.CloseFD()
 		l.log.Warn("bad hand-off from daemon", "err", err)
+		return nil
+	}
+	if m.FD < 0 {
+		ctl.Send(control.TypeAck, control.Ack{ID: h.ID, Refused: "hand-off without a descriptor"}, nil, -1, time.Second)
 		return nil
 	}
 	if time.Now().UnixNano() > h.Deadline {

@@ -1,7 +1,6 @@
 package worker_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -42,28 +41,11 @@ type env struct {
 	t    *testing.T
 	cfg  config.Config
 	port int
-	logs *syncBuffer
+	logs *testutil.Buffer
 
 	mu   sync.Mutex
 	d    *daemon.Daemon
 	stop func()
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func startDaemon(t *testing.T, mutate func(*config.Config)) *env {
@@ -82,7 +64,7 @@ func startDaemon(t *testing.T, mutate func(*config.Config)) *env {
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	e := &env{t: t, cfg: cfg, port: testutil.FreePort(t), logs: &syncBuffer{}}
+	e := &env{t: t, cfg: cfg, port: testutil.FreePort(t), logs: &testutil.Buffer{}}
 	e.start()
 	t.Cleanup(func() {
 		e.shutdown()
@@ -693,7 +675,7 @@ func TestAcceptSkipsExpiredAndUnusableHandoffs(t *testing.T) {
 	sock, ctls := fakeDaemon(t)
 	ctx, cancel := context.WithTimeout(context.Background(), step)
 	defer cancel()
-	logs := &syncBuffer{}
+	logs := &testutil.Buffer{}
 	ln, err := worker.Listen(ctx, []string{"net.tcp://+:9/x/"}, worker.Options{ControlSocket: sock, MaxInflight: 3, Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	require.NoError(t, err)
 	t.Cleanup(func() { ln.Close() })
