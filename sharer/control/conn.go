@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -41,13 +42,12 @@ func (m *Message) CloseFD() {
 // Conn is one end of a control connection. Send is safe for concurrent use;
 // Recv must be called from one goroutine at a time.
 type Conn struct {
-	uc  *net.UnixConn
-	raw interface {
-		Read(func(uintptr) bool) error
-	}
-	sendMu sync.Mutex
-	buf    []byte
-	oob    []byte
+	uc      *net.UnixConn
+	raw     syscall.RawConn
+	sendMu  sync.Mutex
+	sendBuf []byte
+	buf     []byte
+	oob     []byte
 }
 
 // NewConn wraps a connected SOCK_SEQPACKET Unix socket.
@@ -89,24 +89,39 @@ func (c *Conn) SetDeadline(t time.Time) error { return c.uc.SetDeadline(t) }
 func (c *Conn) Send(t Type, header any, payload []byte, fd int, timeout time.Duration) error {
 	c.sendMu.Lock()
 	defer c.sendMu.Unlock()
-	msg, err := Encode(nil, t, header, payload)
+	msg, err := Encode(c.sendBuf[:0], t, header, payload)
 	if err != nil {
 		return err
 	}
+	c.sendBuf = msg[:0]
 	var oob []byte
 	if fd >= 0 {
 		oob = unix.UnixRights(fd)
 	}
-	if timeout > 0 {
-		c.uc.SetWriteDeadline(time.Now().Add(timeout))
-		defer c.uc.SetWriteDeadline(time.Time{})
+	// Try once without waiting: a deadline costs a runtime timer (and often
+	// a wake-up of the network poller), and a SEQPACKET send only has to
+	// wait when the peer stopped reading.
+	var serr error
+	send := func(wait bool) func(uintptr) bool {
+		return func(sock uintptr) bool {
+			serr = unix.Sendmsg(int(sock), msg, oob, nil, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL)
+			return !wait || serr != unix.EAGAIN
+		}
 	}
-	n, _, err := c.uc.WriteMsgUnix(msg, oob, nil)
-	if err != nil {
+	if err := c.raw.Write(send(false)); err != nil {
 		return err
 	}
-	if n != len(msg) {
-		return fmt.Errorf("control: short send %d of %d", n, len(msg))
+	if serr == unix.EAGAIN {
+		if timeout > 0 {
+			c.uc.SetWriteDeadline(time.Now().Add(timeout))
+			defer c.uc.SetWriteDeadline(time.Time{})
+		}
+		if err := c.raw.Write(send(true)); err != nil {
+			return err
+		}
+	}
+	if serr != nil {
+		return os.NewSyscallError("sendmsg", serr)
 	}
 	return nil
 }

@@ -4,36 +4,57 @@ import (
 	"bytes"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/portshare/portshare/sharer/control"
 )
 
 // Conn is a connection handed off by the daemon. Read returns the bytes the
 // daemon already read before reading the socket.
+//
+// It wraps the received descriptor in an *os.File, which the runtime polls
+// like any socket (deadlines work), instead of net.FileConn: that would
+// dup the descriptor and repeat a dozen socket calls the daemon's accept
+// already made (TCP_NODELAY and keep-alive live on the socket, which the
+// worker shares).
 type Conn struct {
-	tcp   *net.TCPConn
-	pre   []byte
-	id    uint64
-	route string
-	via   string
+	f      *os.File
+	pre    []byte
+	local  net.Addr
+	remote net.Addr
+	id     uint64
+	route  string
+	via    string
 }
 
 // newConn wraps a received descriptor; it owns fd on every path.
 func newConn(fd int, h *control.Handoff, pre []byte) (*Conn, error) {
-	f := os.NewFile(uintptr(fd), "handoff")
-	nc, err := net.FileConn(f) // dups the descriptor into the runtime poller
-	f.Close()
-	if err != nil {
-		return nil, err
-	}
-	tc, ok := nc.(*net.TCPConn)
-	if !ok {
-		nc.Close()
+	if proto, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PROTOCOL); err != nil || proto != unix.IPPROTO_TCP {
+		unix.Close(fd)
 		return nil, fmt.Errorf("hand-off %d is not a TCP socket", h.ID)
 	}
-	return &Conn{tcp: tc, pre: bytes.Clone(pre), id: h.ID, route: h.Route, via: h.Via}, nil
+	c := &Conn{f: os.NewFile(uintptr(fd), "handoff"), pre: bytes.Clone(pre), id: h.ID, route: h.Route, via: h.Via}
+	c.local, c.remote = tcpAddr(h.Local, fd, unix.Getsockname), tcpAddr(h.Remote, fd, unix.Getpeername)
+	return c, nil
+}
+
+// tcpAddr parses the address the daemon sent, asking the socket only if
+// that fails.
+func tcpAddr(s string, fd int, name func(int) (unix.Sockaddr, error)) net.Addr {
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return net.TCPAddrFromAddrPort(ap)
+	}
+	switch sa, _ := name(fd); sa := sa.(type) {
+	case *unix.SockaddrInet4:
+		return &net.TCPAddr{IP: net.IP(sa.Addr[:]), Port: sa.Port}
+	case *unix.SockaddrInet6:
+		return &net.TCPAddr{IP: net.IP(sa.Addr[:]), Port: sa.Port}
+	}
+	return &net.TCPAddr{}
 }
 
 // Read reads the replayed bytes first, then the socket.
@@ -46,17 +67,30 @@ func (c *Conn) Read(p []byte) (int, error) {
 		}
 		return n, nil
 	}
-	return c.tcp.Read(p)
+	return c.f.Read(p)
 }
 
-func (c *Conn) Write(p []byte) (int, error)        { return c.tcp.Write(p) }
-func (c *Conn) Close() error                       { return c.tcp.Close() }
-func (c *Conn) CloseWrite() error                  { return c.tcp.CloseWrite() }
-func (c *Conn) LocalAddr() net.Addr                { return c.tcp.LocalAddr() }
-func (c *Conn) RemoteAddr() net.Addr               { return c.tcp.RemoteAddr() }
-func (c *Conn) SetDeadline(t time.Time) error      { return c.tcp.SetDeadline(t) }
-func (c *Conn) SetReadDeadline(t time.Time) error  { return c.tcp.SetReadDeadline(t) }
-func (c *Conn) SetWriteDeadline(t time.Time) error { return c.tcp.SetWriteDeadline(t) }
+func (c *Conn) Write(p []byte) (int, error) { return c.f.Write(p) }
+func (c *Conn) Close() error                { return c.f.Close() }
+func (c *Conn) LocalAddr() net.Addr         { return c.local }
+func (c *Conn) RemoteAddr() net.Addr        { return c.remote }
+
+func (c *Conn) SetDeadline(t time.Time) error      { return c.f.SetDeadline(t) }
+func (c *Conn) SetReadDeadline(t time.Time) error  { return c.f.SetReadDeadline(t) }
+func (c *Conn) SetWriteDeadline(t time.Time) error { return c.f.SetWriteDeadline(t) }
+
+// CloseWrite shuts down the sending side (the client reads EOF).
+func (c *Conn) CloseWrite() error {
+	rc, err := c.f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) { serr = unix.Shutdown(int(fd), unix.SHUT_WR) }); err != nil {
+		return err
+	}
+	return os.NewSyscallError("shutdown", serr)
+}
 
 // ID is the daemon's connection id (as in its logs).
 func (c *Conn) ID() uint64 { return c.id }
