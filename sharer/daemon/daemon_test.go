@@ -5,9 +5,13 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -630,4 +634,57 @@ func TestIdleListenersDoNotStarveABusyOne(t *testing.T) {
 	wg.Wait()
 	s := h.balanced()
 	assert.EqualValues(t, 600, s.Outcomes["dispatched"])
+}
+
+func TestPendingCapStopsAcceptingUntilReceiveTimeoutFreesSlots(t *testing.T) {
+	h := startDaemon(t, func(c *config.Config) {
+		c.MaxPendingConnections = 3
+		c.MaxPendingAccepts = 1
+		c.ReceiveTimeout = 500 * time.Millisecond
+	})
+	h.echoWorker("orders", h.route("net.tcp://+:%d/orders/"))
+	t0 := time.Now()
+	for range 5 {
+		c, err := net.Dial("tcp", h.addr()) // the kernel completes every handshake
+		require.NoError(t, err)
+		defer c.Close()
+	}
+	// Three silent connections fill the gate (an accept is posted only while
+	// connections + accepts outstanding < 3): the other two wait in the
+	// kernel backlog, as SMSvcHost's do.
+	testutil.Eventually(t, step, func() bool { return h.d.Ledger().Accepted == 3 }, "3 accepted")
+	time.Sleep(200 * time.Millisecond)
+	assert.EqualValues(t, 3, h.d.Ledger().Accepted, "accepting paused at max_pending_connections")
+	assert.Equal(t, 3, h.d.Status().Pending)
+
+	// A normal client waits behind them until receive_timeout frees slots.
+	got, err := testutil.NetTCPSession(h.addr(), h.via("/orders/"), step, "late")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"orders:late"}, got)
+	assert.GreaterOrEqual(t, time.Since(t0), 450*time.Millisecond, "served only after receive_timeout")
+	s := h.balanced()
+	assert.EqualValues(t, 5, s.Outcomes["receive_timeout"])
+}
+
+func TestControlSocketModeDirectoryAndIPv6(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.ControlSocket = filepath.Join(filepath.Dir(cfg.ControlSocket), "made", "here", "ctl.sock")
+	ipv6 := true
+	if ln, err := net.Listen("tcp6", "[::1]:0"); err != nil {
+		ipv6 = false
+	} else {
+		ln.Close()
+		cfg.ListenAddresses = []string{"127.0.0.1", "::1"}
+	}
+	h := startDaemonWith(t, cfg, testutil.FreePort(t))
+	fi, err := os.Stat(cfg.ControlSocket)
+	require.NoError(t, err, "directory created")
+	assert.Equal(t, os.FileMode(0o660), fi.Mode().Perm())
+	h.echoWorker("orders", h.route("net.tcp://+:%d/orders/"))
+	if !ipv6 {
+		t.Skip("no IPv6 loopback")
+	}
+	got, err := testutil.NetTCPSession(net.JoinHostPort("::1", strconv.Itoa(h.port)), fmt.Sprintf("net.tcp://[::1]:%d/orders/", h.port), step, "six")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"orders:six"}, got)
 }

@@ -136,11 +136,12 @@ func listenTCP(addr string, port, backlog int) (*net.TCPListener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen address %q: %w", addr, err)
 	}
-	family := unix.AF_INET
-	var sa unix.Sockaddr = &unix.SockaddrInet4{Port: port, Addr: ip.As4()}
-	if ip.Is6() && !ip.Is4In6() {
-		family = unix.AF_INET6
-		sa = &unix.SockaddrInet6{Port: port, Addr: ip.As16()}
+	ip = ip.Unmap()
+	family := unix.AF_INET6
+	var sa unix.Sockaddr = &unix.SockaddrInet6{Port: port, Addr: ip.As16()}
+	if ip.Is4() {
+		family = unix.AF_INET
+		sa = &unix.SockaddrInet4{Port: port, Addr: ip.As4()}
 	}
 	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
 	if err != nil {
