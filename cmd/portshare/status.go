@@ -101,12 +101,29 @@ func printStatus(w io.Writer, st *daemon.Status) {
 		fmt.Fprintf(w, ", %s %d", n, st.Ledger.Outcomes[n])
 	}
 	fmt.Fprintln(w)
-	var keys []string
-	for k := range st.Counters {
+	fmt.Fprintln(w, "\ncounters:")
+	for _, name := range sortedKeys(st.Counters) {
+		if name == "connection_outcomes_total" {
+			continue // the ledger line above
+		}
+		vals := st.Counters[name]
+		fmt.Fprintf(w, "  %-32s", name)
+		for _, label := range sortedKeys(vals) {
+			if label == "" {
+				fmt.Fprintf(w, " %g", vals[label])
+			} else {
+				fmt.Fprintf(w, " %s=%g", label, vals[label])
+			}
+		}
+		fmt.Fprintln(w)
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	for _, k := range keys {
-		fmt.Fprintf(w, "%s %v\n", k, st.Counters[k])
-	}
+	return keys
 }
