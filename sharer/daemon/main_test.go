@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"os/signal"
 	"strconv"
 	"sync"
@@ -61,24 +60,10 @@ type harness struct {
 	stop   func()
 }
 
-func testConfig(t *testing.T) config.Config {
-	cfg := config.Default()
-	cfg.ControlSocket = testutil.SocketPath(t)
-	cfg.ListenAddresses = []string{"127.0.0.1"}
-	cfg.ListenBacklog = 128
-	cfg.MaxPendingAccepts = 2
-	cfg.ReceiveTimeout = 2 * time.Second
-	cfg.DispatchTimeout = 2 * time.Second
-	cfg.QueueTimeout = 2 * time.Second
-	cfg.GracePeriod = 300 * time.Millisecond
-	cfg.ReregisterBackoff = 500 * time.Millisecond
-	cfg.AllowAccounts = []string{"uid:" + strconv.Itoa(os.Getuid())}
-	return cfg
-}
 
 func startDaemon(t *testing.T, mutate func(*config.Config)) *harness {
 	t.Helper()
-	cfg := testConfig(t)
+	cfg := testutil.LoopbackConfig(t)
 	if mutate != nil {
 		mutate(&cfg)
 	}

@@ -50,17 +50,7 @@ type env struct {
 
 func startDaemon(t *testing.T, mutate func(*config.Config)) *env {
 	t.Helper()
-	cfg := config.Default()
-	cfg.ControlSocket = testutil.SocketPath(t)
-	cfg.ListenAddresses = []string{"127.0.0.1"}
-	cfg.ListenBacklog = 128
-	cfg.MaxPendingAccepts = 2
-	cfg.ReceiveTimeout = 2 * time.Second
-	cfg.DispatchTimeout = 2 * time.Second
-	cfg.QueueTimeout = 2 * time.Second
-	cfg.GracePeriod = 300 * time.Millisecond
-	cfg.ReregisterBackoff = 500 * time.Millisecond
-	cfg.AllowAccounts = []string{"uid:" + strconv.Itoa(os.Getuid())}
+	cfg := testutil.LoopbackConfig(t)
 	if mutate != nil {
 		mutate(&cfg)
 	}
