@@ -60,7 +60,6 @@ type harness struct {
 	stop   func()
 }
 
-
 func startDaemon(t *testing.T, mutate func(*config.Config)) *harness {
 	t.Helper()
 	cfg := testutil.LoopbackConfig(t)
