@@ -265,8 +265,9 @@ func (d *Daemon) send(hs []handoff) {
 
 // handOff passes c's socket and pre-read bytes to w. A send that fails did
 // not deliver the message (SEQPACKET sends are whole or nothing), so the
-// connection is still the daemon's: under reclaim it queues again at the
-// front. The worker gets no more hand-offs; its write side is shut down so
+// connection is still the daemon's. Compat fails it and drops the worker,
+// as SMSvcHost does for any failed hand-off. Reclaim queues it again at the
+// front and sends the worker nothing more; its write side is shut down so
 // a live worker sees EOF and leaves, while its acks still arrive.
 func (d *Daemon) handOff(h handoff) {
 	w, c := h.w, h.c
@@ -299,9 +300,12 @@ func (d *Daemon) handOff(h handoff) {
 		d.finish(c, DispatchError, "too_large")
 		d.refuse(c, nmf.FaultServerTooBusy, 503)
 	case d.policy == config.Compat:
+		// SMSvcHost logs event 8 for any failed hand-off and drops the worker.
 		d.finish(c, DispatchError, "send_failed")
+		d.log.Error(LeakedHandleMessage, "conn", c.id, "route", c.route.uri.String(), "worker", w.name,
+			"worker_pid", w.pid, "policy", d.policy, "why", err.Error())
 		d.refuse(c, nmf.FaultConnectionDispatchFailed, 503)
-		sends = d.breakLocked(w, err)
+		sends = d.evictLocked(w, "hand-off failed", d.cfg.Load().ReregisterBackoff)
 	default:
 		sends = d.breakLocked(w, err)
 		d.queueLocked(c, true, d.cfg.Load())
