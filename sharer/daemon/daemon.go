@@ -22,9 +22,12 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sys/unix"
 
 	"github.com/portshare/portshare/sharer/config"
+	"github.com/portshare/portshare/sharer/nmf"
 	"github.com/portshare/portshare/sharer/route"
+	"github.com/portshare/portshare/sharer/sniff"
 )
 
 // LeakedHandleMessage is SMSvcHost's event 8, logged on every dispatch
@@ -185,38 +188,42 @@ func (d *Daemon) shutdown() {
 		p.close()
 	}
 	d.ports = map[int]*portListener{}
-	var queued []*conn
+	var ending []*conn
 	d.routes.Each(func(_ route.URI, re *routeEntry) bool {
 		for c := d.popLocked(re); c != nil; c = d.popLocked(re) {
-			queued = append(queued, c)
+			ending = append(ending, c)
 		}
 		d.stopGraceLocked(re)
 		return true
 	})
 	d.mu.Unlock()
-	for _, c := range queued {
-		d.finish(c, Shutdown, "")
-		d.closeConn(c)
-	}
+	d.goodbye(ending)
 	// Wake every connection still reading its routing key.
 	d.liveMu.Lock()
 	for c := range d.live {
 		c.tcp.SetReadDeadline(time.Unix(1, 0))
 	}
 	d.liveMu.Unlock()
-	// Give hand-offs in flight a moment to be acknowledged.
+	// Give hand-offs in flight a moment to be acknowledged; then take back
+	// the rest, so that no client waits on a worker that never takes it.
 	deadline := time.Now().Add(min(shutdownDrain, d.cfg.Load().DispatchTimeout))
 	for time.Now().Before(deadline) && d.inflightCount() > 0 {
 		time.Sleep(10 * time.Millisecond)
 	}
 	d.mu.Lock()
+	ending = ending[:0]
 	var ws []*registration
 	for _, w := range d.workers {
+		for _, c := range w.inflight {
+			d.landLocked(w, c)
+			ending = append(ending, c)
+		}
 		ws = append(ws, w)
 	}
 	d.mu.Unlock()
+	d.goodbye(ending)
 	for _, w := range ws {
-		w.ctl.Close() // its read loop removes it; in-flight conns end as shutdown
+		w.ctl.Close() // its read loop removes it
 	}
 	d.liveMu.Lock()
 	for c := range d.live {
@@ -225,6 +232,32 @@ func (d *Daemon) shutdown() {
 	d.liveMu.Unlock()
 }
 
+// goodbye ends connections the daemon holds at shutdown (outcome
+// shutdown). Reclaim tells each client the server is busy and shuts the
+// socket down both ways, the copy a worker may hold included; compat
+// closes its own copy, as a stopping SMSvcHost does.
+func (d *Daemon) goodbye(cs []*conn) {
+	for _, c := range cs {
+		d.finish(c, Shutdown, "")
+		if d.policy == config.Reclaim {
+			var msg []byte
+			switch c.key.Protocol {
+			case sniff.NetTCP:
+				msg = nmf.AppendFault(nil, nmf.FaultServerTooBusy)
+			case sniff.HTTP:
+				msg = httpResponse(503, "shutting down")
+			}
+			if msg != nil {
+				c.tcp.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+				c.tcp.Write(msg)
+			}
+			if rc, err := c.tcp.SyscallConn(); err == nil {
+				rc.Control(func(fd uintptr) { unix.Shutdown(int(fd), unix.SHUT_RDWR) })
+			}
+		}
+		d.closeConn(c)
+	}
+}
 func (d *Daemon) inflightCount() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()

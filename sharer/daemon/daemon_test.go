@@ -658,3 +658,20 @@ func TestControlSocketModeDirectoryAndIPv6(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []string{"orders:six"}, got)
 }
+
+func TestReclaimShutdownLeavesNoClientWaiting(t *testing.T) {
+	h := startDaemon(t, func(c *config.Config) { c.DispatchTimeout = 500 * time.Millisecond })
+	h.hung("stuck", 1, h.route("net.tcp://+:%d/orders/"))
+	inflight, queued := h.sendPreamble("/orders/"), h.sendPreamble("/orders/")
+	testutil.Eventually(t, step, func() bool { st := h.d.Status(); return st.Inflight == 1 && st.Queued == 1 }, "1 in flight, 1 queued")
+	h.stop()
+	for _, c := range []net.Conn{inflight, queued} {
+		c.SetDeadline(time.Now().Add(2 * time.Second))
+		name, err := testutil.ReadFault(c)
+		require.NoError(t, err, "the client is told, not left waiting")
+		assert.Equal(t, nmf.FaultServerTooBusy, name)
+	}
+	s := h.d.Ledger()
+	assert.EqualValues(t, 2, s.Outcomes["shutdown"])
+	assert.Zero(t, s.Open)
+}
