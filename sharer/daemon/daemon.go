@@ -55,11 +55,12 @@ type Daemon struct {
 	wg      sync.WaitGroup
 	closing atomic.Bool
 
-	mu      sync.Mutex
-	routes  route.Table[*routeEntry]
-	ports   map[int]*portListener
-	workers map[uint64]*registration
-	backoff map[string]time.Time // compat: service → earliest re-registration
+	mu       sync.Mutex
+	routes   route.Table[*routeEntry] // live: each has at least one worker
+	departed route.Table[*routeEntry] // reclaim: last worker left, within grace_period
+	ports    map[int]*portListener
+	workers  map[uint64]*registration
+	backoff  map[string]time.Time // compat: service → earliest re-registration
 
 	liveMu sync.Mutex
 	live   map[*conn]struct{} // client connections the daemon still holds open
@@ -189,13 +190,15 @@ func (d *Daemon) shutdown() {
 	}
 	d.ports = map[int]*portListener{}
 	var ending []*conn
-	d.routes.Each(func(_ route.URI, re *routeEntry) bool {
+	endQueue := func(_ route.URI, re *routeEntry) bool {
 		for c := d.popLocked(re); c != nil; c = d.popLocked(re) {
 			ending = append(ending, c)
 		}
 		d.stopGraceLocked(re)
 		return true
-	})
+	}
+	d.routes.Each(endQueue)
+	d.departed.Each(endQueue)
 	d.mu.Unlock()
 	d.goodbye(ending)
 	// Wake every connection still reading its routing key.

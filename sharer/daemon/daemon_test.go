@@ -675,3 +675,22 @@ func TestReclaimShutdownLeavesNoClientWaiting(t *testing.T) {
 	assert.EqualValues(t, 2, s.Outcomes["shutdown"])
 	assert.Zero(t, s.Open)
 }
+
+func TestDepartedRouteDoesNotHideALiveParent(t *testing.T) {
+	h := startDaemon(t, func(c *config.Config) { c.GracePeriod = 5 * time.Second })
+	h.echoWorker("orders", h.route("net.tcp://+:%d/orders/"))
+	sub := h.echoWorker("sub", h.route("net.tcp://+:%d/orders/sub/"))
+	got, err := testutil.NetTCPSession(h.addr(), h.via("/orders/sub/x"), step, "a")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"sub:a"}, got)
+
+	sub.Close()
+	testutil.Eventually(t, step, func() bool { return len(h.d.Status().Workers) == 1 }, "sub gone")
+	got, err = testutil.NetTCPSession(h.addr(), h.via("/orders/sub/x"), step, "b")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"orders:b"}, got, "the next match serves, as in http.sys")
+	st := h.d.Status()
+	require.Len(t, st.Routes, 2)
+	assert.Equal(t, "grace", st.Routes[1].State)
+	assert.Equal(t, "sub", st.Routes[1].Worker)
+}

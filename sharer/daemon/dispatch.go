@@ -24,10 +24,11 @@ const handoffSendTimeout = time.Second
 type routeEntry struct {
 	uri     route.URI
 	service string // owner: workers of another service conflict
+	name    string // the owner's worker name, for status
 	workers []*registration
 	next    int // round-robin start
 	queue   list.List
-	grace   *time.Timer // reclaim: running while the route has no workers
+	grace   *time.Timer // reclaim: running while the route is departed
 }
 
 // registration is one worker: a control connection and the routes it holds.
@@ -104,7 +105,8 @@ func (d *Daemon) stopTimerLocked(c *conn) { d.clock.cancel(&c.dl) }
 // route finds c's route and dispatches or queues it.
 func (d *Daemon) route(c *conn, cfg *config.Config) {
 	d.mu.Lock()
-	_, re, ok := d.routes.Match(c.key.Protocol.String(), c.key.Host, c.port, c.key.Path)
+	scheme := c.key.Protocol.String()
+	_, re, ok := d.routes.Match(scheme, c.key.Host, c.port, c.key.Path)
 	switch {
 	case d.closing.Load():
 		d.mu.Unlock()
@@ -112,15 +114,16 @@ func (d *Daemon) route(c *conn, cfg *config.Config) {
 		d.closeConn(c)
 		return
 	case !ok:
+		_, _, departed := d.departed.Match(scheme, c.key.Host, c.port, c.key.Path)
 		d.mu.Unlock()
+		if departed { // reclaim grace period
+			d.finish(c, NoRoute, "unavailable")
+			d.refuse(c, nmf.FaultEndpointUnavailable, 503)
+			return
+		}
 		d.finish(c, NoRoute, "no_route")
 		d.log.Debug("no route", "conn", c.id, "protocol", c.key.Protocol, "host", c.key.Host, "port", c.port, "path", c.key.Path)
 		d.refuse(c, nmf.FaultEndpointNotFound, 404)
-		return
-	case len(re.workers) == 0: // reclaim grace period
-		d.mu.Unlock()
-		d.finish(c, NoRoute, "unavailable")
-		d.refuse(c, nmf.FaultEndpointUnavailable, 503)
 		return
 	}
 	c.route = re
@@ -463,15 +466,23 @@ func (d *Daemon) removeWorkerLocked(w *registration) []handoff {
 	return sends
 }
 
-// orphanLocked deals with a route whose last worker left. Compat: the
-// route's queue is aborted, the route removed, and a port with no routes
-// left stops listening. Reclaim: the route answers EndpointUnavailable/503
-// for grace_period; queued connections keep waiting (up to queue_timeout)
-// for a worker to come back.
+// orphanLocked deals with a route whose last worker left. Its URI leaves
+// the route table at once, so new connections match the next route as
+// http.sys would. Compat also aborts its queue and stops listening on a port
+// with no routes left. Reclaim keeps the entry among the departed for
+// grace_period: connections that would have matched it and match nothing
+// live get EndpointUnavailable/503 (and its port stays open), and its
+// queued connections keep waiting (up to queue_timeout) for a worker of the
+// same route to come back.
 func (d *Daemon) orphanLocked(re *routeEntry) {
+	d.unlistLocked(re)
 	grace := d.cfg.Load().GracePeriod
 	if d.policy == config.Compat || d.closing.Load() || grace <= 0 {
 		d.dropRouteLocked(re)
+		return
+	}
+	if err := d.departed.Insert(re.uri, re); err != nil {
+		d.dropRouteLocked(re) // cannot happen: a departed key is revived, never re-departed
 		return
 	}
 	var t *time.Timer
@@ -480,13 +491,28 @@ func (d *Daemon) orphanLocked(re *routeEntry) {
 		defer d.wg.Done()
 		d.mu.Lock()
 		defer d.mu.Unlock()
-		if d.closing.Load() || re.grace != t || len(re.workers) > 0 {
+		if d.closing.Load() || re.grace != t {
 			return
 		}
 		re.grace = nil
 		d.dropRouteLocked(re)
 	})
 	re.grace = t
+}
+
+// unlistLocked takes re out of the live route table.
+func (d *Daemon) unlistLocked(re *routeEntry) {
+	if cur, ok := d.routes.Get(re.uri); ok && cur == re {
+		d.routes.Delete(re.uri)
+		d.m.urisUnregistered.Inc()
+		d.log.Info("route removed", "route", re.uri.String())
+	}
+}
+
+// reviveLocked brings a departed route back for a worker registering it.
+func (d *Daemon) reviveLocked(re *routeEntry) {
+	d.stopGraceLocked(re)
+	d.departed.Delete(re.uri)
 }
 
 func (d *Daemon) stopGraceLocked(re *routeEntry) {
@@ -498,7 +524,8 @@ func (d *Daemon) stopGraceLocked(re *routeEntry) {
 	}
 }
 
-// dropRouteLocked removes a route with no workers and ends its queue.
+// dropRouteLocked forgets a route with no workers, ends its queue, and
+// closes its port if no route, live or departed, is left on it.
 func (d *Daemon) dropRouteLocked(re *routeEntry) {
 	for c := d.popLocked(re); c != nil; c = d.popLocked(re) {
 		switch {
@@ -513,13 +540,12 @@ func (d *Daemon) dropRouteLocked(re *routeEntry) {
 			d.refuse(c, nmf.FaultEndpointUnavailable, 503)
 		}
 	}
-	if cur, ok := d.routes.Get(re.uri); ok && cur == re {
-		d.routes.Delete(re.uri)
-		d.m.urisUnregistered.Inc()
-		d.log.Info("route removed", "route", re.uri.String())
+	d.unlistLocked(re)
+	if cur, ok := d.departed.Get(re.uri); ok && cur == re {
+		d.departed.Delete(re.uri)
 	}
 	port := re.uri.Port
-	if p := d.ports[port]; p != nil && !d.routes.PortInUse(port) {
+	if p := d.ports[port]; p != nil && !d.routes.PortInUse(port) && !d.departed.PortInUse(port) {
 		p.close()
 		delete(d.ports, port)
 		d.log.Info("port closed: no routes left", "port", port)

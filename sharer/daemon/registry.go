@@ -188,7 +188,7 @@ func (d *Daemon) register(cc *control.Conn, uid, gid uint32, pid int, reg contro
 			return nil, &control.Error{Code: control.CodeBadRoute, Message: fmt.Sprintf("route %s listed twice", u)}
 		}
 		seen[u.Key()] = true
-		if re, ok := d.routes.Get(u); ok && len(re.workers) > 0 && re.service != w.service {
+		if re, ok := d.routes.Get(u); ok && re.service != w.service {
 			return nil, &control.Error{Code: control.CodeConflict, Message: fmt.Sprintf(
 				"ConflictingRegistration: route %s is already registered by %s (pid %d)", u, re.workers[0].name, re.workers[0].pid)}
 		}
@@ -212,14 +212,17 @@ func (d *Daemon) register(cc *control.Conn, uid, gid uint32, pid int, reg contro
 	for _, u := range uris {
 		re, ok := d.routes.Get(u)
 		if !ok {
-			re = &routeEntry{uri: u}
+			if re, ok = d.departed.Get(u); ok {
+				d.reviveLocked(re)
+			} else {
+				re = &routeEntry{uri: u}
+			}
 			if err := d.routes.Insert(u, re); err != nil { // cannot happen: checked above
 				panic(err)
 			}
 			d.m.urisRegistered.Inc()
 		}
-		d.stopGraceLocked(re)
-		re.service = w.service
+		re.service, re.name = w.service, w.name
 		re.workers = append(re.workers, w)
 		w.routes = append(w.routes, re)
 	}

@@ -55,20 +55,19 @@ func (d *Daemon) Status() Status {
 	for p := range d.ports {
 		s.Ports = append(s.Ports, p)
 	}
-	d.routes.Each(func(u route.URI, re *routeEntry) bool {
-		rs := RouteStatus{URI: u.String(), Queued: re.queue.Len(), State: "live", Workers: []uint64{}}
-		if len(re.workers) == 0 {
-			rs.State = "grace"
-		} else {
-			rs.Worker = re.workers[0].name
+	list := func(state string) func(route.URI, *routeEntry) bool {
+		return func(u route.URI, re *routeEntry) bool {
+			rs := RouteStatus{URI: u.String(), Worker: re.name, Queued: re.queue.Len(), State: state, Workers: []uint64{}}
+			for _, w := range re.workers {
+				rs.Workers = append(rs.Workers, w.id)
+			}
+			s.Queued += rs.Queued
+			s.Routes = append(s.Routes, rs)
+			return true
 		}
-		for _, w := range re.workers {
-			rs.Workers = append(rs.Workers, w.id)
-		}
-		s.Queued += rs.Queued
-		s.Routes = append(s.Routes, rs)
-		return true
-	})
+	}
+	d.routes.Each(list("live"))
+	d.departed.Each(list("grace"))
 	for _, w := range d.workers {
 		ws := WorkerStatus{ID: w.id, Name: w.name, PID: w.pid, UID: w.uid, MaxInflight: w.credit, Inflight: len(w.inflight), Owed: len(w.owed)}
 		for _, re := range w.routes {
