@@ -694,3 +694,26 @@ func TestDepartedRouteDoesNotHideALiveParent(t *testing.T) {
 	assert.Equal(t, "grace", st.Routes[1].State)
 	assert.Equal(t, "sub", st.Routes[1].Worker)
 }
+
+func TestHTTPRoutesOnTheCanonicalPath(t *testing.T) {
+	h := startDaemon(t, nil)
+	h.serve(h.listen("api", 4, h.route("http://+:%d/api/")), "api", refworker.HTTP)
+	hc := &http.Client{Timeout: step, Transport: &http.Transport{DisableKeepAlives: true}}
+	defer hc.CloseIdleConnections()
+	get := func(path string) int {
+		c, err := net.Dial("tcp", h.addr())
+		require.NoError(t, err)
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(step))
+		fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", path)
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	assert.Equal(t, 404, get("/api/../secret"), "dot segments resolved before routing")
+	assert.Equal(t, 200, get("/%61pi/x"), "unreserved escapes decoded")
+	assert.Equal(t, 200, get("//api//x"))
+	assert.Equal(t, 400, get("/api/%zz"))
+	h.balanced()
+}

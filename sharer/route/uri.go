@@ -6,8 +6,9 @@
 // first, then the exact host, then the weak wildcard "*"; within a class the
 // route with the longest path that is a prefix of the request path on whole
 // segments wins. Hosts and paths compare case-insensitively, folding ASCII
-// letters only: other bytes must be equal. Paths are compared as written:
-// percent-escapes are not decoded and dot segments are not resolved.
+// letters only: other bytes must be equal. Paths are compared in canonical
+// form (CanonicalPath): a route's path is stored that way, and callers
+// canonicalise request paths before Match.
 package route
 
 import (
@@ -178,14 +179,18 @@ func Parse(s string) (URI, error) {
 	}
 	segments := strings.TrimSuffix(path[1:], "/")
 	for seg := range strings.SplitSeq(segments, "/") {
-		switch seg {
-		case "":
+		dec, ok := decodeUnreserved(seg)
+		switch {
+		case !ok:
+			return fail("path %q has a malformed %%-escape", path)
+		case dec == "":
 			return fail(`path %q has an empty segment`, path)
-		case ".", "..":
+		case dec == "." || dec == "..":
 			return fail("path %q has a %q segment", path, seg)
 		}
 	}
-	u.Path = "/" + asciiLower(segments) + "/"
+	canon, _ := CanonicalPath("/" + segments + "/")
+	u.Path = asciiLower(canon)
 	return u, nil
 }
 

@@ -39,7 +39,7 @@ func TestParseValid(t *testing.T) {
 		// not an IP address (leading zero), so a host name
 		{"http://010.0.0.1/", URI{"http", "010.0.0.1", Exact, 80, "/"}, "http://010.0.0.1:80/"},
 		// path bytes other than ASCII letters are kept
-		{"http://+/%7Euser/caf\u00c9/", URI{"http", "+", StrongWildcard, 80, "/%7euser/caf\u00c9/"}, "http://+:80/%7euser/caf\u00c9/"},
+		{"http://+/%7Euser/caf\u00c9/%20x/", URI{"http", "+", StrongWildcard, 80, "/~user/caf\u00c9/%20x/"}, "http://+:80/~user/caf\u00c9/%20x/"}, // unreserved escapes decoded, others kept
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"strconv"
 	"strings"
+
+	"github.com/portshare/portshare/sharer/route"
 )
 
 // httpParser reads an HTTP/1.x request head: the request line and the
@@ -141,6 +143,11 @@ func parseHTTPHead(head []byte) (Key, bool, error) {
 		}
 		key.Host, key.Port, key.Path = host, port, path
 	}
+	path, ok := route.CanonicalPath(key.Path)
+	if !ok {
+		return Key{}, false, badRequest("bad percent-escape in the path")
+	}
+	key.Path = path
 	return key, true, nil
 }
 

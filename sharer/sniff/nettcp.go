@@ -5,6 +5,8 @@ import (
 	"strings"
 
 	"github.com/portshare/portshare/sharer/nmf"
+
+	"github.com/portshare/portshare/sharer/route"
 )
 
 // netTCPParser reads the .NET Message Framing preamble up to the point where
@@ -30,7 +32,11 @@ func (p *netTCPParser) feed(b []byte) (Key, bool, error) {
 		return Key{}, false, nil
 	}
 	u, via := p.d.ViaURL(), p.d.Preamble().Via
-	key := Key{Protocol: NetTCP, Host: u.Hostname(), Path: viaPath(via), Via: via}
+	path, ok := route.CanonicalPath(viaPath(via))
+	if !ok {
+		return Key{}, false, &Error{Protocol: NetTCP, Reason: "bad_via", Detail: "bad percent-escape in the Via path"}
+	}
+	key := Key{Protocol: NetTCP, Host: u.Hostname(), Path: path, Via: via}
 	if port := u.Port(); port != "" {
 		// The decoder has checked it is decimal and at most 65535.
 		key.Port, _ = strconv.Atoi(port)
@@ -38,9 +44,8 @@ func (p *netTCPParser) feed(b []byte) (Key, bool, error) {
 	return key, true, nil
 }
 
-// viaPath returns the path of an absolute URI as written, as HTTP routes
-// get theirs: escapes are kept and not normalised. The query and fragment
-// are dropped; an empty or opaque path ("urn:x") gives "/".
+// viaPath returns the path of an absolute URI as written. The query and
+// fragment are dropped; an empty or opaque path ("urn:x") gives "/".
 func viaPath(via string) string {
 	_, rest, _ := strings.Cut(via, ":")
 	if r, ok := strings.CutPrefix(rest, "//"); ok {

@@ -7,6 +7,8 @@ import (
 	"github.com/portshare/portshare/sharer/nmf"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/portshare/portshare/sharer/route"
 )
 
 const stockVia = "net.tcp://localhost:8898/Demo"
@@ -122,7 +124,8 @@ func FuzzSniffNetTCP(f *testing.F) {
 			assert.Equal(t, NetTCP, whole.Key.Protocol)
 			assert.True(t, strings.HasPrefix(whole.Key.Path, "/"), "path %q", whole.Key.Path)
 			assert.NotContains(t, whole.Key.Path, "?")
-			assert.True(t, whole.Key.Path == "/" || strings.Contains(whole.Key.Via, whole.Key.Path), "path %q of %q", whole.Key.Path, whole.Key.Via)
+			canon, ok := route.CanonicalPath(whole.Key.Path)
+			assert.True(t, ok && canon == whole.Key.Path, "path %q of %q is canonical", whole.Key.Path, whole.Key.Via)
 			assert.True(t, whole.Key.Port >= 0 && whole.Key.Port <= 65535)
 			assert.LessOrEqual(t, len(whole.Key.Via), nmf.MaxViaLength)
 		case whole.Err != nil:
