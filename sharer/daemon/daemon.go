@@ -21,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sys/unix"
 
@@ -47,7 +48,7 @@ type Daemon struct {
 	ledger   Ledger
 	clock    *clock
 	m        *metrics
-	pending  atomic.Int64 // tokens held in all gates
+	inflight atomic.Int64 // hand-offs sent and not yet acknowledged
 
 	ctl     *net.UnixListener
 	metrics net.Listener
@@ -89,6 +90,13 @@ func New(cfg config.Config, log *slog.Logger) (*Daemon, error) {
 	}
 	d.cfg.Store(&cfg)
 	d.accounts.Store(&acc)
+	d.m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "portshare_pending_connections",
+		Help: "Connections accepted and not yet handed off: reading their routing key or waiting in a route's queue."},
+		func() float64 { return float64(d.pendingCount()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "portshare_handoffs_inflight", Help: "Hand-offs sent to workers and not yet acknowledged."},
+			func() float64 { return float64(d.inflight.Load()) }))
 	if d.ctl, err = listenControl(cfg.ControlSocket); err != nil {
 		return nil, err
 	}
@@ -146,6 +154,12 @@ func (d *Daemon) MetricsAddr() string {
 		return ""
 	}
 	return d.metrics.Addr().String()
+}
+
+// pendingCount is the connections accepted and not yet handed off: open
+// in the ledger and not in flight to a worker.
+func (d *Daemon) pendingCount() int64 {
+	return max(int64(d.ledger.Snapshot().Open)-d.inflight.Load(), 0)
 }
 
 // Ledger returns the current ledger.

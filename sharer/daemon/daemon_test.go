@@ -698,8 +698,6 @@ func TestDepartedRouteDoesNotHideALiveParent(t *testing.T) {
 func TestHTTPRoutesOnTheCanonicalPath(t *testing.T) {
 	h := startDaemon(t, nil)
 	h.serve(h.listen("api", 4, h.route("http://+:%d/api/")), "api", refworker.HTTP)
-	hc := &http.Client{Timeout: step, Transport: &http.Transport{DisableKeepAlives: true}}
-	defer hc.CloseIdleConnections()
 	get := func(path string) int {
 		c, err := net.Dial("tcp", h.addr())
 		require.NoError(t, err)

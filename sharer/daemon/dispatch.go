@@ -204,7 +204,7 @@ func (d *Daemon) queueExpiredLocked(c *conn) []handoff {
 func (d *Daemon) assignLocked(w *registration, c *conn, cfg *config.Config) handoff {
 	w.inflight[c.id] = c
 	c.worker = w
-	d.m.inflight.Inc()
+	d.inflight.Add(1)
 	deadline := time.Now().Add(cfg.DispatchTimeout)
 	d.armLocked(c, deadline, d.dispatchExpiredLocked)
 	return handoff{w, c, deadline}
@@ -215,7 +215,7 @@ func (d *Daemon) assignLocked(w *registration, c *conn, cfg *config.Config) hand
 func (d *Daemon) landLocked(w *registration, c *conn) {
 	delete(w.inflight, c.id)
 	c.worker = nil
-	d.m.inflight.Dec()
+	d.inflight.Add(-1)
 	d.stopTimerLocked(c)
 }
 

@@ -24,15 +24,14 @@ import (
 // own count: an idle listener's outstanding accepts cannot starve a busy
 // one.
 type gate struct {
-	mu       sync.Mutex
-	n, cap   int
-	closed   bool
-	wake     chan struct{}
-	onChange func(delta int)
+	mu     sync.Mutex
+	n, cap int
+	closed bool
+	wake   chan struct{}
 }
 
-func newGate(capacity int, onChange func(delta int)) *gate {
-	return &gate{cap: capacity, wake: make(chan struct{}), onChange: onChange}
+func newGate(capacity int) *gate {
+	return &gate{cap: capacity, wake: make(chan struct{})}
 }
 
 // acquire takes a token, waiting while the gate is full; it returns false
@@ -46,7 +45,6 @@ func (g *gate) acquire(done <-chan struct{}) bool {
 		}
 		if g.n < g.cap {
 			g.n++
-			g.onChange(1)
 			g.mu.Unlock()
 			return true
 		}
@@ -63,7 +61,6 @@ func (g *gate) acquire(done <-chan struct{}) bool {
 func (g *gate) release() {
 	g.mu.Lock()
 	g.n--
-	g.onChange(-1)
 	g.broadcastLocked()
 	g.mu.Unlock()
 }
@@ -115,7 +112,7 @@ func (d *Daemon) openPort(port int) (*portListener, error) {
 			return nil, err
 		}
 		p.lns = append(p.lns, ln)
-		p.gates = append(p.gates, newGate(cfg.MaxPendingConnections, d.pendingChanged))
+		p.gates = append(p.gates, newGate(cfg.MaxPendingConnections))
 	}
 	if len(p.lns) == 0 {
 		return nil, fmt.Errorf("port %d: no listen address could be bound", port)
@@ -205,10 +202,6 @@ func (p *portListener) close() {
 			g.close()
 		}
 	})
-}
-
-func (d *Daemon) pendingChanged(delta int) {
-	d.m.pending.Set(float64(d.pending.Add(int64(delta))))
 }
 
 // acceptLoop is one of max_pending_accepts outstanding accepts. Out of

@@ -18,9 +18,7 @@ type metrics struct {
 	registrations    prometheus.Gauge
 	urisRegistered   prometheus.Counter
 	urisUnregistered prometheus.Counter
-	pending          prometheus.Gauge
 	queued           prometheus.Gauge
-	inflight         prometheus.Gauge
 	outcomes         *prometheus.CounterVec
 	acceptPauses     *prometheus.CounterVec
 	dispatchDuration prometheus.Histogram
@@ -44,12 +42,8 @@ func newMetrics() *metrics {
 			Name: "portshare_uris_registered_total", Help: "Route URIs added to the route table."}),
 		urisUnregistered: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "portshare_uris_unregistered_total", Help: "Route URIs removed from the route table."}),
-		pending: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "portshare_pending_connections", Help: "Connections accepted and still reading their routing key, plus accepts outstanding (the max_pending_connections gate)."}),
 		queued: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "portshare_queued_connections", Help: "Connections waiting in route queues for a worker."}),
-		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "portshare_handoffs_inflight", Help: "Hand-offs sent to workers and not yet acknowledged."}),
 		outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "portshare_connection_outcomes_total", Help: "Ledger: accepted connections by final outcome."}, []string{"outcome"}),
 		acceptPauses: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -60,7 +54,7 @@ func newMetrics() *metrics {
 			Buckets: prometheus.ExponentialBuckets(50e-6, 2.5, 16)}),
 	}
 	m.reg.MustRegister(m.accepted, m.dispatched, m.dispatchFailures, m.protocolFailures, m.registrations,
-		m.urisRegistered, m.urisUnregistered, m.pending, m.queued, m.inflight, m.outcomes, m.acceptPauses,
+		m.urisRegistered, m.urisUnregistered, m.queued, m.outcomes, m.acceptPauses,
 		m.dispatchDuration, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, o := range outcomeNames {
 		m.outcomes.WithLabelValues(o)

@@ -20,7 +20,7 @@ type Status struct {
 	Ports    []int                         `json:"ports"`
 	Routes   []RouteStatus                 `json:"routes"`
 	Workers  []WorkerStatus                `json:"workers"`
-	Pending  int                           `json:"pending"`
+	Pending  int                           `json:"pending"` // accepted, not yet handed off
 	Queued   int                           `json:"queued"`
 	Inflight int                           `json:"inflight"`
 	Ledger   LedgerSnapshot                `json:"ledger"`
@@ -79,7 +79,7 @@ func (d *Daemon) Status() Status {
 	d.mu.Unlock()
 	sort.Ints(s.Ports)
 	sort.Slice(s.Workers, func(i, j int) bool { return s.Workers[i].ID < s.Workers[j].ID })
-	s.Pending = int(d.pending.Load())
+	s.Pending = int(d.pendingCount())
 	s.Ledger = d.ledger.Snapshot()
 	s.Counters = d.counters()
 	return s
