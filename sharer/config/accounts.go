@@ -54,15 +54,16 @@ func ResolveAccounts(list []string) (Accounts, error) {
 		}
 		if acc.ID < 0 {
 			if acc.Group {
-				g, err := user.LookupGroup(strings.TrimPrefix(acc.Name, "group:"))
+				name := strings.TrimPrefix(acc.Name, "group:")
+				g, err := user.LookupGroup(name)
 				if err != nil {
-					return a, fmt.Errorf("allow_accounts: %v", err)
+					return a, fmt.Errorf("no group %q on this machine", name)
 				}
 				acc.ID, _ = strconv.Atoi(g.Gid)
 			} else {
 				u, err := user.Lookup(acc.Name)
 				if err != nil {
-					return a, fmt.Errorf("allow_accounts: %v", err)
+					return a, fmt.Errorf("no user %q on this machine (use uid:N for a numeric id)", acc.Name)
 				}
 				acc.ID, _ = strconv.Atoi(u.Uid)
 			}

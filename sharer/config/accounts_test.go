@@ -78,7 +78,7 @@ func TestResolveAccounts(t *testing.T) {
 func TestResolveAccountsUnknownNames(t *testing.T) {
 	_, err := ResolveAccounts([]string{"root", "no-such-user-portshare"})
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), "allow_accounts")
+	assert.Contains(t, err.Error(), "no user")
 	assert.Contains(t, err.Error(), "no-such-user-portshare")
 
 	_, err = ResolveAccounts([]string{"group:no-such-group-portshare"})

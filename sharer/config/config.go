@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -225,7 +226,7 @@ var fields = map[string]field{
 		return nil
 	}),
 	"allow_accounts": listField(func(c *Config) *[]string { return &c.AllowAccounts }, checkAccount),
-	"metrics_addr":   stringField(func(c *Config) *string { return &c.MetricsAddr }, nil),
+	"metrics_addr":   stringField(func(c *Config) *string { return &c.MetricsAddr }, checkHostPort),
 	"max_http_head":  intField(func(c *Config) *int { return &c.MaxHTTPHead }, 512, 1<<20),
 	"log_level": stringField(func(c *Config) *string { return &c.LogLevel }, func(s string) error {
 		switch s {
@@ -315,8 +316,14 @@ func (c Config) validate(lines map[string]int) error {
 		return fmt.Errorf("%s: listen_addresses must name at least one address", at("listen_addresses"))
 	}
 	if c.MaxPendingAccepts > c.MaxPendingConnections {
-		return fmt.Errorf("%s: max_pending_accepts (%d) must not exceed max_pending_connections (%d)",
-			at("max_pending_accepts", "max_pending_connections"), c.MaxPendingAccepts, c.MaxPendingConnections)
+		given := func(key string, v int) string {
+			if _, ok := lines[key]; ok || lines == nil {
+				return fmt.Sprintf("%s (%d)", key, v)
+			}
+			return fmt.Sprintf("%s (%d, its default)", key, v)
+		}
+		return fmt.Errorf("%s: %s must not exceed %s: set both", at("max_pending_accepts", "max_pending_connections"),
+			given("max_pending_accepts", c.MaxPendingAccepts), given("max_pending_connections", c.MaxPendingConnections))
 	}
 	return nil
 }
@@ -328,7 +335,26 @@ func checkIP(s string) error {
 	return fmt.Errorf("%q is not an IP address (use 0.0.0.0 or :: for all)", s)
 }
 
+// checkAccount also looks names up, so a typo is a configuration error
+// with its line rather than a surprise at start.
 func checkAccount(s string) error {
-	_, err := ParseAccount(s)
+	if _, err := ParseAccount(s); err != nil {
+		return err
+	}
+	_, err := ResolveAccounts([]string{s})
 	return err
+}
+
+func checkHostPort(s string) error {
+	if s == "" {
+		return nil
+	}
+	_, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Errorf("want host:port such as 127.0.0.1:9100, got %q", s)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("port %q of %q is not a number from 0 to 65535", port, s)
+	}
+	return nil
 }

@@ -192,7 +192,7 @@ func TestParseErrors(t *testing.T) {
 func TestValidateWithoutFile(t *testing.T) {
 	c := Default()
 	c.MaxPendingAccepts, c.MaxPendingConnections = 5, 4
-	require.EqualError(t, c.Validate(), "config: max_pending_accepts (5) must not exceed max_pending_connections (4)")
+	require.EqualError(t, c.Validate(), "config: max_pending_accepts (5) must not exceed max_pending_connections (4): set both")
 	c = Default()
 	c.File, c.ListenAddresses = "x.yaml", nil
 	require.EqualError(t, c.Validate(), "x.yaml: listen_addresses must name at least one address")
@@ -211,4 +211,19 @@ func TestDefaultControlSocketAndAccounts(t *testing.T) {
 	t.Setenv("XDG_RUNTIME_DIR", "")
 	assert.Equal(t, filepath.Join(os.TempDir(), fmt.Sprintf("portshare-%d", os.Geteuid()), "portshare.sock"), DefaultControlSocket())
 	assert.Equal(t, []string{"root", fmt.Sprintf("uid:%d", os.Getuid())}, accounts)
+}
+
+func TestValuesTheDaemonWouldRefuseAreConfigErrors(t *testing.T) {
+	_, err := Parse("c.yaml", []byte("log_level: info\nallow_accounts: [root, no-such-user-portshare]\n"))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "c.yaml:2: allow_accounts")
+	assert.Contains(t, err.Error(), `no user "no-such-user-portshare"`)
+
+	_, err = Parse("c.yaml", []byte("metrics_addr: notanaddr\n"))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "c.yaml:1: metrics_addr: want host:port")
+
+	_, err = Parse("c.yaml", []byte("max_pending_connections: 1\n"))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "its default")
 }
