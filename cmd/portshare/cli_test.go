@@ -39,6 +39,10 @@ func TestUsageErrorsExit2WithOneLine(t *testing.T) {
 		{[]string{"worker", "--name", "x", "--route", "ftp://x/"}, `scheme "ftp"`},
 		{[]string{"worker", "--route", "net.tcp://+:1/"}, "--name is required"},
 		{[]string{"status", "extra"}, "takes no arguments"},
+		{[]string{"bogus"}, `unknown command "bogus"`},
+		{[]string{"worker", "--name", "x", "--listen", "127.0.0.1:0", "--route", "net.tcp://+:1/"}, "--listen serves a socket of its own"},
+		{[]string{"worker", "--name", "x", "--mode", "http", "--route", "net.tcp://+:1/x/"}, "--mode http serves http:// routes"},
+		{[]string{"demo", "--port", "99999"}, "--port must be"},
 	} {
 		code, _, errs := cli(tc.args...)
 		assert.Equal(t, 2, code, "%v: %s", tc.args, errs)

@@ -33,8 +33,14 @@ HTTP request and a request for an unknown route through the shared port,
 print the daemon's status, and stop everything. --hold keeps them running
 for a while (Ctrl-C stops early) so you can try them yourself.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if port < 0 || port > 65535 {
+				return usagef("--port must be from 1 to 65535 (0 picks a free one), got %d", port)
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
+			// "demo | head" must still stop its children and remove its files.
+			signal.Ignore(syscall.SIGPIPE)
+			defer signal.Reset(syscall.SIGPIPE)
 			return runDemo(ctx, cmd.OutOrStdout(), port, hold)
 		},
 	}
@@ -82,6 +88,8 @@ func runDemo(ctx context.Context, out io.Writer, port int, hold time.Duration) e
 	defer logf.Close()
 
 	var procs []*exec.Cmd
+	var waits []chan struct{}
+	exited := make(chan string, 3)
 	start := func(args ...string) error {
 		c := exec.Command(self, args...)
 		c.Stdout, c.Stderr = logf, logf
@@ -89,6 +97,13 @@ func runDemo(ctx context.Context, out io.Writer, port int, hold time.Duration) e
 		if err := c.Start(); err != nil {
 			return err
 		}
+		done := make(chan struct{})
+		go func() {
+			c.Wait()
+			close(done)
+			exited <- args[0]
+		}()
+		waits = append(waits, done)
 		procs = append(procs, c)
 		fmt.Fprintf(out, "started  portshare %s  (pid %d)\n", strings.Join(args, " "), c.Process.Pid)
 		return nil
@@ -96,14 +111,20 @@ func runDemo(ctx context.Context, out io.Writer, port int, hold time.Duration) e
 	defer func() {
 		for i := len(procs) - 1; i >= 0; i-- {
 			procs[i].Process.Signal(syscall.SIGTERM)
-			procs[i].Wait()
+			<-waits[i]
 		}
 	}()
+	ready := func(what string, cond func() bool) error {
+		if err := waitFor(ctx, exited, 10*time.Second, cond); err != nil {
+			return fmt.Errorf("%s: %w (log: %s)", what, err, tail(logf.Name()))
+		}
+		return nil
+	}
 	if err := start("serve", "--config", cfgPath); err != nil {
 		return err
 	}
-	if err := waitFor(ctx, 10*time.Second, func() bool { _, err := fetchStatus(socket); return err == nil }); err != nil {
-		return fmt.Errorf("daemon did not start: %w (log: %s)", err, tail(logf.Name()))
+	if err := ready("daemon did not start", func() bool { _, err := fetchStatus(socket); return err == nil }); err != nil {
+		return err
 	}
 	orders := fmt.Sprintf("net.tcp://+:%d/orders/", port)
 	api := fmt.Sprintf("http://+:%d/api/", port)
@@ -113,11 +134,11 @@ func runDemo(ctx context.Context, out io.Writer, port int, hold time.Duration) e
 	if err := start("worker", "--control-socket", socket, "--name", "api", "--mode", "http", "--route", api); err != nil {
 		return err
 	}
-	if err := waitFor(ctx, 10*time.Second, func() bool {
+	if err := ready("workers did not register", func() bool {
 		raw, err := fetchStatus(socket)
 		return err == nil && strings.Count(string(raw), `"state":"live"`) == 2
 	}); err != nil {
-		return fmt.Errorf("workers did not register: %w (log: %s)", err, tail(logf.Name()))
+		return err
 	}
 
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
@@ -193,7 +214,9 @@ func freePort() (int, error) {
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
-func waitFor(ctx context.Context, timeout time.Duration, cond func() bool) error {
+// waitFor polls cond until it holds, the timeout passes, ctx ends, or a
+// child exits.
+func waitFor(ctx context.Context, exited <-chan string, timeout time.Duration, cond func() bool) error {
 	deadline := time.Now().Add(timeout)
 	for !cond() {
 		if time.Now().After(deadline) {
@@ -202,6 +225,8 @@ func waitFor(ctx context.Context, timeout time.Duration, cond func() bool) error
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case name := <-exited:
+			return fmt.Errorf("portshare %s exited", name)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}

@@ -18,9 +18,11 @@ func newServeCmd() *cobra.Command {
 		Use:   "serve [--config FILE]",
 		Short: "Run the port-sharing daemon",
 		Long: `Run the port-sharing daemon. Without --config every key takes its default
-(SPEC §3). SIGTERM or SIGINT drains and exits 0; SIGHUP re-reads the file and
-applies allow_accounts, the timeouts, max_pending_connections, listen_backlog
-and grace_period live.`,
+(every key, with its default, is in docs/portshare.example.yaml). SIGTERM or
+SIGINT drains and exits 0. SIGHUP re-reads the file and applies these live:
+allow_accounts, receive_timeout, dispatch_timeout, queue_timeout,
+max_pending_connections, listen_backlog, grace_period, reregister_backoff and
+max_http_head; the other keys need a restart.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg := config.Default()
 			if file != "" {

@@ -42,7 +42,7 @@ func newStatusCmd() *cobra.Command {
 func fetchStatus(socket string) ([]byte, error) {
 	cc, err := control.Dial(socket, 5*time.Second)
 	if err != nil {
-		return nil, fmt.Errorf("no port-sharing daemon at %s: %v (is 'portshare serve' running? pass --control-socket)", socket, err)
+		return nil, err
 	}
 	defer cc.Close()
 	cc.SetDeadline(time.Now().Add(10 * time.Second))

@@ -15,6 +15,9 @@ import (
 	"github.com/portshare/portshare/sharer/worker"
 )
 
+// modeScheme is the route scheme each mode serves.
+var modeScheme = map[refworker.Mode]string{refworker.Echo: "net.tcp", refworker.HTTP: "http", refworker.HTTPS: "tls"}
+
 func newWorkerCmd() *cobra.Command {
 	var (
 		routes      []string
@@ -48,6 +51,18 @@ baseline for benchmarks); it then prints "listening on ADDR" on stdout.`,
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
 			log := newLogger(cmd.ErrOrStderr(), "info")
+			if listen != "" && len(routes) > 0 {
+				return usagef("--listen serves a socket of its own: drop --route, or drop --listen to register with the daemon")
+			}
+			for _, r := range routes {
+				u, err := route.Parse(r)
+				if err != nil {
+					return usageError{err}
+				}
+				if want := modeScheme[m]; u.Scheme != want {
+					return usagef("--mode %s serves %s:// routes, not %s", m, want, r)
+				}
+			}
 			var ln net.Listener
 			if listen != "" {
 				if ln, err = net.Listen("tcp", listen); err != nil {
@@ -57,11 +72,6 @@ baseline for benchmarks); it then prints "listening on ADDR" on stdout.`,
 			} else {
 				if len(routes) == 0 {
 					return usagef("--route is required (or --listen ADDR to serve without the daemon)")
-				}
-				for _, r := range routes {
-					if _, err := route.Parse(r); err != nil {
-						return usageError{err}
-					}
 				}
 				wl, err := worker.Listen(ctx, routes, worker.Options{ControlSocket: socket, Name: name, MaxInflight: maxInflight, Logger: log})
 				if err != nil {

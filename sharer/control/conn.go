@@ -1,6 +1,7 @@
 package control
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -59,12 +60,34 @@ func NewConn(uc *net.UnixConn) (*Conn, error) {
 	return &Conn{uc: uc, raw: raw, buf: make([]byte, MaxMessage+1), oob: make([]byte, unix.CmsgSpace(4*4))}, nil
 }
 
-// Dial connects to a control socket at path.
+// ErrNoDaemon is wrapped by the dial error when nothing answers at the
+// control socket.
+var ErrNoDaemon = errors.New("no port-sharing daemon")
+
+// Dial connects to a control socket at path within timeout.
 func Dial(path string, timeout time.Duration) (*Conn, error) {
-	d := net.Dialer{Timeout: timeout}
-	c, err := d.Dial("unixpacket", path)
-	if err != nil {
-		return nil, err
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return DialContext(ctx, path)
+}
+
+// DialContext connects to a control socket at path. Its errors say what to
+// do: one wrapping ErrNoDaemon when nothing listens there, another when
+// the socket's permissions keep the caller out.
+func DialContext(ctx context.Context, path string) (*Conn, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "unixpacket", path)
+	switch {
+	case errors.Is(err, unix.EACCES):
+		owner := ""
+		if fi, serr := os.Stat(path); serr == nil {
+			if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+				owner = fmt.Sprintf(" owned by uid %d, gid %d, mode %04o", st.Uid, st.Gid, fi.Mode().Perm())
+			}
+		}
+		return nil, fmt.Errorf("cannot reach the port-sharing daemon at %s: permission denied (the socket is%s: run as its owner or a member of its group)", path, owner)
+	case err != nil:
+		return nil, fmt.Errorf("%w at %s: %v (is 'portshare serve' running?)", ErrNoDaemon, path, err)
 	}
 	cc, err := NewConn(c.(*net.UnixConn))
 	if err != nil {

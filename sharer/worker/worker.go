@@ -44,7 +44,7 @@ type Options struct {
 }
 
 // ErrNoDaemon wraps the error of a first registration that found no daemon.
-var ErrNoDaemon = errors.New("no port-sharing daemon")
+var ErrNoDaemon = control.ErrNoDaemon
 
 // RegistrationError is the daemon's refusal (conflict, denied, bad route, …).
 type RegistrationError = control.Error
@@ -99,14 +99,8 @@ func (l *Listener) register(ctx context.Context) (*control.Conn, control.Registe
 	var reg control.Registered
 	dctx, cancel := context.WithTimeout(ctx, l.opts.DialTimeout)
 	defer cancel()
-	var d net.Dialer
-	c, err := d.DialContext(dctx, "unixpacket", l.opts.ControlSocket)
+	ctl, err := control.DialContext(dctx, l.opts.ControlSocket)
 	if err != nil {
-		return nil, reg, fmt.Errorf("%w at %s: %v (is 'portshare serve' running?)", ErrNoDaemon, l.opts.ControlSocket, err)
-	}
-	ctl, err := control.NewConn(c.(*net.UnixConn))
-	if err != nil {
-		c.Close()
 		return nil, reg, err
 	}
 	deadline, _ := dctx.Deadline()
