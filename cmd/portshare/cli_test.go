@@ -106,7 +106,7 @@ func TestSIGTERMDrainsAndExits0(t *testing.T) {
 	testutil.Eventually(t, step, func() bool { return e.status().Ledger.Accepted == 1 }, "silent client accepted")
 	e.daemon.Signal(syscall.SIGTERM)
 	require.Equal(t, 0, e.daemon.Wait(10*time.Second))
-	assert.Contains(t, e.daemon.Output(), "shutdown:1")
+	assert.Contains(t, e.daemon.Output(), "ledger.shutdown=1")
 	// The worker keeps running, waiting for a daemon to come back.
 	time.Sleep(100 * time.Millisecond)
 	assert.False(t, w.Exited())
@@ -322,7 +322,7 @@ func TestOutOfDescriptorsPausesAcceptingWithoutSpinning(t *testing.T) {
 	st := e.balanced()
 	assert.EqualValues(t, 25, st.Ledger.Accepted, "every connection is accepted once descriptors are back")
 	assert.EqualValues(t, 24, st.Ledger.Outcomes["receive_timeout"])
-	assert.Positive(t, st.Counters["accept_pauses_total"]["emfile"])
+	assert.Positive(t, st.Counters["accept_pauses_total"].(map[string]any)["emfile"])
 	_, err = testutil.NetTCPSession(e.addr(), e.via("/orders/"), step, "after")
 	require.NoError(t, err)
 }

@@ -90,7 +90,7 @@ func printStatus(w io.Writer, st *daemon.Status) {
 	}
 	tw.Flush()
 	fmt.Fprintln(w)
-	fmt.Fprintln(tw, "WORKER\tID\tPID\tUID\tIN FLIGHT\tCREDIT")
+	fmt.Fprintln(tw, "WORKER\tID\tPID\tUID\tIN FLIGHT\tMAX IN FLIGHT")
 	for _, wk := range st.Workers {
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\n", wk.Name, wk.ID, wk.PID, wk.UID, wk.Inflight, wk.MaxInflight)
 	}
@@ -106,13 +106,13 @@ func printStatus(w io.Writer, st *daemon.Status) {
 		if name == "connection_outcomes_total" {
 			continue // the ledger line above
 		}
-		vals := st.Counters[name]
 		fmt.Fprintf(w, "  %-32s", name)
-		for _, label := range sortedKeys(vals) {
-			if label == "" {
-				fmt.Fprintf(w, " %g", vals[label])
-			} else {
-				fmt.Fprintf(w, " %s=%g", label, vals[label])
+		switch v := st.Counters[name].(type) {
+		case float64:
+			fmt.Fprintf(w, " %g", v)
+		case map[string]any:
+			for _, label := range sortedKeys(v) {
+				fmt.Fprintf(w, " %s=%v", label, v[label])
 			}
 		}
 		fmt.Fprintln(w)

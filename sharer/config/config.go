@@ -7,6 +7,7 @@ package config
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -61,6 +62,60 @@ type Config struct {
 	MaxHTTPHead int `json:"max_http_head"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `json:"log_level"`
+}
+
+// jsonConfig is the JSON form of Config: durations as Go duration text
+// ("30s"), as in the YAML, rather than nanoseconds. Its own fields shadow
+// the embedded ones of the same JSON name.
+type jsonConfig struct {
+	plainConfig
+	ReceiveTimeout    string `json:"receive_timeout"`
+	DispatchTimeout   string `json:"dispatch_timeout"`
+	QueueTimeout      string `json:"queue_timeout"`
+	GracePeriod       string `json:"grace_period"`
+	ReregisterBackoff string `json:"reregister_backoff"`
+}
+
+type plainConfig Config
+
+func (j *jsonConfig) durations(c *Config) []struct {
+	s *string
+	d *time.Duration
+} {
+	return []struct {
+		s *string
+		d *time.Duration
+	}{{&j.ReceiveTimeout, &c.ReceiveTimeout}, {&j.DispatchTimeout, &c.DispatchTimeout}, {&j.QueueTimeout, &c.QueueTimeout},
+		{&j.GracePeriod, &c.GracePeriod}, {&j.ReregisterBackoff, &c.ReregisterBackoff}}
+}
+
+// MarshalJSON writes durations as text ("30s").
+func (c Config) MarshalJSON() ([]byte, error) {
+	j := jsonConfig{plainConfig: plainConfig(c)}
+	for _, f := range j.durations(&c) {
+		*f.s = f.d.String()
+	}
+	return json.Marshal(j)
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (c *Config) UnmarshalJSON(b []byte) error {
+	var j jsonConfig
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	*c = Config(j.plainConfig)
+	for _, f := range j.durations(c) {
+		if *f.s == "" {
+			continue
+		}
+		d, err := time.ParseDuration(*f.s)
+		if err != nil {
+			return err
+		}
+		*f.d = d
+	}
+	return nil
 }
 
 // Default returns the configuration used for missing keys.

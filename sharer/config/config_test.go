@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -226,4 +227,17 @@ func TestValuesTheDaemonWouldRefuseAreConfigErrors(t *testing.T) {
 	_, err = Parse("c.yaml", []byte("max_pending_connections: 1\n"))
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "its default")
+}
+
+func TestJSONWritesDurationsAsText(t *testing.T) {
+	c := Default()
+	c.ReceiveTimeout = 1500 * time.Millisecond
+	b, err := json.Marshal(c)
+	require.NoError(t, err)
+	assert.Contains(t, string(b), `"receive_timeout":"1.5s"`)
+	assert.Contains(t, string(b), `"dispatch_timeout":"1m0s"`)
+	assert.Contains(t, string(b), `"listen_backlog":`)
+	var back Config
+	require.NoError(t, json.Unmarshal(b, &back))
+	assert.Equal(t, c, back)
 }

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"encoding/json"
+	"log/slog"
 	"sync/atomic"
 )
 
@@ -64,6 +65,15 @@ func (l *Ledger) Snapshot() LedgerSnapshot {
 	s.Accepted = l.accepted.Load()
 	s.Open = s.Accepted - sum
 	return s
+}
+
+// LogValue logs the ledger as accepted, open and one count per outcome.
+func (s LedgerSnapshot) LogValue() slog.Value {
+	attrs := []slog.Attr{slog.Uint64("accepted", s.Accepted), slog.Uint64("open", s.Open)}
+	for _, name := range outcomeNames {
+		attrs = append(attrs, slog.Uint64(name, s.Outcomes[name]))
+	}
+	return slog.GroupValue(attrs...)
 }
 
 // MarshalJSON writes {"accepted":…,"open":…,"dispatched":…,…}.

@@ -14,17 +14,17 @@ import (
 
 // Status is the document `portshare status --json` prints.
 type Status struct {
-	PID      int                           `json:"pid"`
-	Policy   string                        `json:"policy"`
-	Config   config.Config                 `json:"config"`
-	Ports    []int                         `json:"ports"`
-	Routes   []RouteStatus                 `json:"routes"`
-	Workers  []WorkerStatus                `json:"workers"`
-	Pending  int                           `json:"pending"` // accepted, not yet handed off
-	Queued   int                           `json:"queued"`
-	Inflight int                           `json:"inflight"`
-	Ledger   LedgerSnapshot                `json:"ledger"`
-	Counters map[string]map[string]float64 `json:"counters"`
+	PID      int            `json:"pid"`
+	Policy   string         `json:"policy"`
+	Config   config.Config  `json:"config"`
+	Ports    []int          `json:"ports"`
+	Routes   []RouteStatus  `json:"routes"`
+	Workers  []WorkerStatus `json:"workers"`
+	Pending  int            `json:"pending"` // accepted, not yet handed off
+	Queued   int            `json:"queued"`
+	Inflight int            `json:"inflight"`
+	Ledger   LedgerSnapshot `json:"ledger"`
+	Counters map[string]any `json:"counters"` // name → value, or label value → value
 }
 
 // RouteStatus is one registered route.
@@ -85,10 +85,11 @@ func (d *Daemon) Status() Status {
 	return s
 }
 
-// counters flattens the portshare_ counters and gauges: name → label value
-// ("" without labels) → value.
-func (d *Daemon) counters() map[string]map[string]float64 {
-	out := map[string]map[string]float64{}
+// counters flattens the portshare_ counters and gauges, prefix dropped:
+// an unlabelled series is a number, a labelled one an object from label
+// value to number.
+func (d *Daemon) counters() map[string]any {
+	out := map[string]any{}
 	mfs, err := d.m.reg.Gather()
 	if err != nil {
 		return out
@@ -104,10 +105,14 @@ func (d *Daemon) counters() map[string]map[string]float64 {
 			for _, l := range m.GetLabel() {
 				labels = append(labels, l.GetValue())
 			}
-			v := m.GetCounter().GetValue() + m.GetGauge().GetValue()
-			vals[strings.Join(labels, ",")] = v
+			vals[strings.Join(labels, ",")] = m.GetCounter().GetValue() + m.GetGauge().GetValue()
 		}
-		out[strings.TrimPrefix(name, "portshare_")] = vals
+		name = strings.TrimPrefix(name, "portshare_")
+		if v, ok := vals[""]; ok && len(vals) == 1 {
+			out[name] = v
+		} else {
+			out[name] = vals
+		}
 	}
 	return out
 }
