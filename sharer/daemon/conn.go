@@ -96,6 +96,7 @@ func (d *Daemon) sniffConn(c *conn, cfg *config.Config) (sniff.Key, error) {
 		}
 		switch {
 		case errors.Is(err, os.ErrDeadlineExceeded):
+			c.key.Protocol = s.Protocol() // an HTTP client is told 408
 			return sniff.Key{}, errTimeout
 		case err != nil:
 			return sniff.Key{}, err
@@ -124,7 +125,11 @@ func (d *Daemon) sniffFailed(c *conn, err error) {
 		d.closeConn(c)
 	case errors.Is(err, errTimeout):
 		d.finish(c, ReceiveTimeout, "receive_timeout")
-		d.abort(c)
+		if c.key.Protocol == sniff.HTTP {
+			d.reply(c, httpResponse(408, "the request head did not arrive within receive_timeout"))
+		} else {
+			d.abort(c)
+		}
 	case errors.Is(err, errEmpty):
 		d.finish(c, ProtocolFailure, "empty")
 		d.closeConn(c)
@@ -197,7 +202,7 @@ func (d *Daemon) refuse(c *conn, fault string, status int) {
 }
 
 var statusText = map[int]string{
-	400: "Bad Request", 404: "Not Found", 431: "Request Header Fields Too Large",
+	400: "Bad Request", 404: "Not Found", 408: "Request Timeout", 431: "Request Header Fields Too Large",
 	503: "Service Unavailable", 505: "HTTP Version Not Supported",
 }
 
@@ -212,8 +217,8 @@ func httpResponse(status int, detail string) []byte {
 	}
 	body += "\n"
 	extra := ""
-	if status == 503 {
-		extra = "Retry-After: 1\r\n"
+	if status == 503 && detail == nmf.FaultServerTooBusy {
+		extra = "Retry-After: 1\r\n" // busy for now; other 503s are not so soon over
 	}
 	return fmt.Appendf(nil, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n%sConnection: close\r\n\r\n%s",
 		status, text, len(body), extra, body)

@@ -173,7 +173,9 @@ func (d *Daemon) Ledger() LedgerSnapshot { return d.ledger.Snapshot() }
 func (d *Daemon) Serve(ctx context.Context) error {
 	var srv *http.Server
 	if d.metrics != nil {
-		srv = &http.Server{Handler: promhttp.HandlerFor(d.m.reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 10 * time.Second}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", promhttp.HandlerFor(d.m.reg, promhttp.HandlerOpts{}))
+		srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		d.wg.Go(func() { srv.Serve(d.metrics) })
 	}
 	d.wg.Go(d.acceptControl)

@@ -715,3 +715,18 @@ func TestHTTPRoutesOnTheCanonicalPath(t *testing.T) {
 	assert.Equal(t, 400, get("/api/%zz"))
 	h.balanced()
 }
+
+func TestSlowHTTPHeadGets408(t *testing.T) {
+	h := startDaemon(t, func(c *config.Config) { c.ReceiveTimeout = 300 * time.Millisecond })
+	h.serve(h.listen("api", 1, h.route("http://+:%d/")), "api", refworker.HTTP)
+	c, err := net.Dial("tcp", h.addr())
+	require.NoError(t, err)
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(step))
+	c.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n")) // and nothing more
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, 408, resp.StatusCode)
+	assert.EqualValues(t, 1, h.balanced().Outcomes["receive_timeout"])
+}

@@ -417,6 +417,7 @@ func (d *Daemon) evictLocked(w *registration, reason string, backoff time.Durati
 	if backoff > 0 {
 		d.backoff[backoffKey(w.name, w.uid)] = time.Now().Add(backoff)
 	}
+	d.log.Warn("worker evicted", "worker", w.name, "id", w.id, "pid", w.pid, "reason", reason, "may_register_again_in", backoff)
 	ctl := w.ctl
 	d.wg.Go(func() {
 		ctl.Send(control.TypeEvicted, control.Evicted{Reason: reason, RetryAfterMS: backoff.Milliseconds()}, nil, -1, time.Second)

@@ -19,6 +19,7 @@ type httpParser struct {
 	max       int
 	head      []byte
 	lineStart int // offset in head of the line being scanned
+	skipped   int // empty lines before the request line (RFC 9112 §2.2)
 }
 
 func newHTTP(l Limits) parser {
@@ -30,8 +31,18 @@ func newHTTP(l Limits) parser {
 // A head longer than max is refused with 431 as soon as max bytes have
 // arrived without its end.
 func (h *httpParser) feed(p []byte) (Key, bool, error) {
+	if len(h.head) == 0 {
+		// A server SHOULD ignore empty lines before the request line; they
+		// count against the head limit all the same.
+		n := len(p) - len(bytes.TrimLeft(p, "\r\n"))
+		h.skipped += n
+		p = p[n:]
+		if h.skipped >= h.max {
+			return Key{}, false, badRequest("no request line")
+		}
+	}
 	scanFrom := len(h.head)
-	h.head = append(h.head, p[:min(len(p), h.max-len(h.head))]...)
+	h.head = append(h.head, p[:min(len(p), h.max-h.skipped-len(h.head))]...)
 	for i := scanFrom; i < len(h.head); {
 		n := bytes.IndexByte(h.head[i:], '\n')
 		if n < 0 {
@@ -44,7 +55,7 @@ func (h *httpParser) feed(p []byte) (Key, bool, error) {
 		h.lineStart = end + 1
 		i = end + 1
 	}
-	if len(h.head) >= h.max {
+	if h.skipped+len(h.head) >= h.max {
 		return Key{}, false, &Error{Protocol: HTTP, Reason: "header_too_large", Status: 431,
 			Detail: "request head over " + strconv.Itoa(h.max) + " bytes"}
 	}

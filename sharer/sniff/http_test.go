@@ -187,15 +187,19 @@ func TestHTTPBodyIgnored(t *testing.T) {
 	assert.Equal(t, got.Key, key)
 }
 
-func TestHTTPParserRefusesEmptyRequestLine(t *testing.T) {
-	// The dispatch sends only A-Z here, but the parser holds on its own.
-	for _, head := range []string{"\n", "\r\n"} {
-		_, done, err := newHTTP(DefaultLimits).feed([]byte(head))
-		assert.False(t, done)
-		var e *Error
-		require.ErrorAs(t, err, &e)
-		assert.Equal(t, 400, e.Status)
-	}
+func TestHTTPIgnoresEmptyLinesBeforeTheRequestLine(t *testing.T) {
+	// RFC 9112 §2.2: a server SHOULD ignore empty lines received first.
+	r := sniffWhole(Limits{}, []byte("\r\n\r\nget /a HTTP/1.1\r\nHost: h\r\n\r\n"))
+	require.NoError(t, r.Err)
+	assert.True(t, r.Done)
+	assert.Equal(t, "/a", r.Key.Path)
+	assert.Equal(t, r, sniffBytewise(Limits{}, []byte("\r\n\r\nget /a HTTP/1.1\r\nHost: h\r\n\r\n")))
+
+	// Only empty lines, up to the head limit, is a bad request.
+	_, _, err := New(Limits{MaxHTTPHead: 512}).Feed([]byte(strings.Repeat("\r\n", 256)))
+	var e *Error
+	require.ErrorAs(t, err, &e)
+	assert.Equal(t, 400, e.Status)
 }
 
 func TestHTTPIncomplete(t *testing.T) {

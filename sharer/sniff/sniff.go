@@ -17,7 +17,7 @@ type Protocol uint8
 const (
 	Unknown Protocol = iota
 	NetTCP           // .NET Message Framing: starts 00 01 00
-	HTTP             // HTTP/1.x: starts with a method token
+	HTTP             // HTTP/1.x: starts with a method token (or CRLF)
 	TLS              // TLS handshake record: starts 16 03
 )
 
@@ -138,7 +138,8 @@ func (s *Sniffer) Feed(p []byte) (key Key, done bool, err error) {
 			s.p = newNetTCP(s.limits)
 		case b == 0x16:
 			s.p = newTLS(s.limits)
-		case b >= 'A' && b <= 'Z':
+		case b >= 'A' && b <= 'Z', b >= 'a' && b <= 'z', b == '\r', b == '\n':
+			// A method token, or the empty lines a client may send first.
 			s.p = newHTTP(s.limits)
 		default:
 			s.err = &Error{Reason: "unknown_protocol", Detail: fmt.Sprintf("first byte 0x%02x", b)}

@@ -52,7 +52,7 @@ func requireError(t *testing.T, r result, p Protocol, reason string, status int)
 }
 
 func TestSnifferUnknownProtocol(t *testing.T) {
-	for _, first := range []byte{0x01, 0x15, 0x80, 'a', '0', ' ', '\r', 0xff} {
+	for _, first := range []byte{0x01, 0x15, 0x80, '0', ' ', '\t', 0xff} {
 		s := New(Limits{})
 		_, done, err := s.Feed([]byte{first, 'x', 'y'})
 		require.False(t, done)
