@@ -282,7 +282,8 @@ var fields = map[string]field{
 	}),
 	"allow_accounts": listField(func(c *Config) *[]string { return &c.AllowAccounts }, checkAccount),
 	"metrics_addr":   stringField(func(c *Config) *string { return &c.MetricsAddr }, checkHostPort),
-	"max_http_head":  intField(func(c *Config) *int { return &c.MaxHTTPHead }, 512, 1<<20),
+	// A hand-off carries the head in one control message (64 KiB).
+	"max_http_head": intField(func(c *Config) *int { return &c.MaxHTTPHead }, 512, 48<<10),
 	"log_level": stringField(func(c *Config) *string { return &c.LogLevel }, func(s string) error {
 		switch s {
 		case "debug", "info", "warn", "error":

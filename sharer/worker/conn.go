@@ -2,7 +2,10 @@ package worker
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"net"
 	"net/netip"
 	"os"
@@ -67,13 +70,35 @@ func (c *Conn) Read(p []byte) (int, error) {
 		}
 		return n, nil
 	}
-	return c.f.Read(p)
+	n, err := c.f.Read(p)
+	return n, c.opError("read", err)
 }
 
-func (c *Conn) Write(p []byte) (int, error) { return c.f.Write(p) }
-func (c *Conn) Close() error                { return c.f.Close() }
-func (c *Conn) LocalAddr() net.Addr         { return c.local }
-func (c *Conn) RemoteAddr() net.Addr        { return c.remote }
+func (c *Conn) Write(p []byte) (int, error) {
+	n, err := c.f.Write(p)
+	return n, c.opError("write", err)
+}
+
+// opError gives errors the shape a net.Conn's have: net/http and
+// crypto/tls look for net.Error timeouts and *net.OpError, and would take
+// an *fs.PathError for a broken connection (cancelling the request context
+// after each keep-alive request, or dropping a TLS connection).
+func (c *Conn) opError(op string, err error) error {
+	if err == nil || err == io.EOF {
+		return err
+	}
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err
+	}
+	if errors.Is(err, os.ErrClosed) {
+		err = net.ErrClosed
+	}
+	return &net.OpError{Op: op, Net: "tcp", Source: c.local, Addr: c.remote, Err: err}
+}
+func (c *Conn) Close() error         { return c.f.Close() }
+func (c *Conn) LocalAddr() net.Addr  { return c.local }
+func (c *Conn) RemoteAddr() net.Addr { return c.remote }
 
 func (c *Conn) SetDeadline(t time.Time) error      { return c.f.SetDeadline(t) }
 func (c *Conn) SetReadDeadline(t time.Time) error  { return c.f.SetReadDeadline(t) }

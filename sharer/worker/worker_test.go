@@ -2,6 +2,7 @@ package worker_test
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -24,6 +25,7 @@ import (
 	"github.com/portshare/portshare/sharer/control"
 	"github.com/portshare/portshare/sharer/daemon"
 	"github.com/portshare/portshare/sharer/nmf"
+	"github.com/portshare/portshare/sharer/refworker"
 	"github.com/portshare/portshare/sharer/testutil"
 	"github.com/portshare/portshare/sharer/worker"
 )
@@ -759,4 +761,40 @@ func TestListenBoundedWhenDaemonNeverAnswers(t *testing.T) {
 		assert.Contains(t, err.Error(), sock, tc.name)
 		assert.Less(t, time.Since(start), 2*time.Second, tc.name)
 	}
+}
+
+// Conn errors look like a net.Conn's, so net/http keeps a keep-alive
+// request's context alive and crypto/tls keeps its connection.
+func TestConnBehavesLikeTCPForHTTPAndTLS(t *testing.T) {
+	e := startDaemon(t, nil)
+	ln := e.listen("api", 1, e.route("http://+:%d/api/"))
+	serveHTTP(t, ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%v", r.Context().Err())
+	}))
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: step}
+	for range 3 {
+		body, err := get(t, client, "http://"+e.addr()+"/api/x")
+		require.NoError(t, err)
+		assert.Equal(t, "<nil>", body, "the request context is not cancelled")
+	}
+
+	tlsCfg, err := refworker.SelfSignedTLS("a.example")
+	require.NoError(t, err)
+	sln := e.listen("secure", 1, e.route("tls://a.example:%d/"))
+	serveHTTP(t, tls.NewListener(sln, tlsCfg), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, "ok")
+	}))
+	str := &http.Transport{TLSClientConfig: &tls.Config{ServerName: "a.example", InsecureSkipVerify: true}}
+	defer str.CloseIdleConnections()
+	sclient := &http.Client{Transport: str, Timeout: step}
+	for range 3 {
+		_, err := get(t, sclient, "https://"+e.addr()+"/")
+		require.NoError(t, err)
+	}
+	str.CloseIdleConnections()
+	tr.CloseIdleConnections()
+	s := e.balanced()
+	assert.EqualValues(t, 2, s.Accepted, "one connection for the HTTP requests, one for the HTTPS ones")
 }
