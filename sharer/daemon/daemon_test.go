@@ -515,10 +515,14 @@ func TestBadControlInputIsRefusedAndHarmless(t *testing.T) {
 	got, err := testutil.NetTCPSession(h.addr(), h.via("/orders/"), step, "still")
 	require.NoError(t, err)
 	assert.Equal(t, []string{"orders:still"}, got)
-	_, err = worker.Listen(context.Background(), []string{"ftp://x/"}, worker.Options{ControlSocket: h.socket})
-	var ce *control.Error
-	require.ErrorAs(t, err, &ce)
-	assert.Equal(t, control.CodeBadRoute, ce.Code)
+	for _, bad := range []string{"ftp://x/", "http://+/" + strings.Repeat("a", 2039)} {
+		_, err = worker.Listen(context.Background(), []string{bad}, worker.Options{ControlSocket: h.socket})
+		var ce *control.Error
+		require.ErrorAs(t, err, &ce)
+		assert.Equal(t, control.CodeBadRoute, ce.Code)
+	}
+	_, err = testutil.NetTCPSession(h.addr(), h.via("/orders/"), step, "alive")
+	require.NoError(t, err)
 }
 
 // sendPreamble opens a connection and sends a duplex preamble for path.

@@ -217,8 +217,8 @@ func (d *Daemon) register(cc *control.Conn, uid, gid uint32, pid int, reg contro
 			} else {
 				re = &routeEntry{uri: u}
 			}
-			if err := d.routes.Insert(u, re); err != nil { // cannot happen: checked above
-				panic(err)
+			if err := d.routes.Insert(u, re); err != nil { // checked above; refuse rather than crash
+				return nil, &control.Error{Code: control.CodeBadRoute, Message: err.Error()}
 			}
 			d.m.urisRegistered.Inc()
 		}

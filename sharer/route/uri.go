@@ -82,6 +82,15 @@ type URI struct {
 // fragment are errors, as are control characters, spaces and invalid UTF-8,
 // and URIs longer than MaxLen. Errors quote s and name the problem.
 func Parse(s string) (URI, error) {
+	u, err := parse(s)
+	if err == nil && len(u.String()) > MaxLen {
+		// The canonical form adds the port and a trailing "/".
+		return URI{}, fmt.Errorf("route %q: longer than %d bytes once written in full (%s)", s, MaxLen, "scheme://host:port/path/")
+	}
+	return u, err
+}
+
+func parse(s string) (URI, error) {
 	fail := func(format string, args ...any) (URI, error) {
 		return URI{}, fmt.Errorf("route %q: %s", s, fmt.Sprintf(format, args...))
 	}

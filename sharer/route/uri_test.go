@@ -125,3 +125,13 @@ func TestHostKindString(t *testing.T) {
 	assert.Equal(t, "weak-wildcard", WeakWildcard.String())
 	assert.Equal(t, "HostKind(7)", HostKind(7).String())
 }
+
+func TestParseRefusesWhatWouldBeTooLongInFull(t *testing.T) {
+	long := "http://+/" + strings.Repeat("a", MaxLen-len("http://+/"))
+	_, err := Parse(long)
+	require.Error(t, err, "the canonical form adds :80 and a trailing slash")
+	u, err := Parse("http://+/" + strings.Repeat("a", MaxLen-len("http://+:80//")))
+	require.NoError(t, err)
+	var tb Table[int]
+	require.NoError(t, tb.Insert(u, 1))
+}
