@@ -60,6 +60,10 @@ func NewConn(uc *net.UnixConn) (*Conn, error) {
 	return &Conn{uc: uc, raw: raw, buf: make([]byte, MaxMessage+1), oob: make([]byte, unix.CmsgSpace(4*4))}, nil
 }
 
+// ErrWouldBlock is returned by Send with a negative timeout when the
+// peer's receive queue is full: it has stopped reading for now.
+var ErrWouldBlock = errors.New("control: the peer's socket buffer is full")
+
 // ErrNoDaemon is wrapped by the dial error when nothing answers at the
 // control socket.
 var ErrNoDaemon = errors.New("no port-sharing daemon")
@@ -108,7 +112,8 @@ func (c *Conn) SetDeadline(t time.Time) error { return c.uc.SetDeadline(t) }
 
 // Send sends one message, with fd as SCM_RIGHTS when fd ≥ 0. Send does not
 // take ownership of fd. A send that cannot complete by timeout (the peer
-// stopped reading) fails rather than blocking the caller.
+// stopped reading) fails rather than blocking the caller; with a negative
+// timeout it does not wait at all and fails with ErrWouldBlock.
 func (c *Conn) Send(t Type, header any, payload []byte, fd int, timeout time.Duration) error {
 	c.sendMu.Lock()
 	defer c.sendMu.Unlock()
@@ -135,6 +140,9 @@ func (c *Conn) Send(t Type, header any, payload []byte, fd int, timeout time.Dur
 		return err
 	}
 	if serr == unix.EAGAIN {
+		if timeout < 0 {
+			return ErrWouldBlock
+		}
 		if timeout > 0 {
 			c.uc.SetWriteDeadline(time.Now().Add(timeout))
 			defer c.uc.SetWriteDeadline(time.Time{})

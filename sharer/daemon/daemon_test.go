@@ -734,3 +734,34 @@ func TestSlowHTTPHeadGets408(t *testing.T) {
 	assert.Equal(t, 408, resp.StatusCode)
 	assert.EqualValues(t, 1, h.balanced().Outcomes["receive_timeout"])
 }
+
+func TestFullControlSocketIsBackPressureNotBreakage(t *testing.T) {
+	h := startDaemon(t, func(c *config.Config) {
+		c.DispatchTimeout = 10 * time.Second
+		c.QueueTimeout = 10 * time.Second
+		c.MaxPendingAccepts = 8
+	})
+	ln := h.hung("w", 60, h.route("http://+:%d/"))
+	// Heads of ~7 KiB: the worker's socket buffer holds far fewer than 60.
+	head := "GET / HTTP/1.1\r\nHost: x\r\nX-Pad: " + strings.Repeat("p", 7000) + "\r\n\r\n"
+	var conns []net.Conn
+	for range 40 {
+		c, err := net.Dial("tcp", h.addr())
+		require.NoError(t, err)
+		defer c.Close()
+		c.Write([]byte(head))
+		conns = append(conns, c)
+	}
+	testutil.Eventually(t, step, func() bool { st := h.d.Status(); return st.Inflight+st.Queued == 40 && st.Queued > 0 }, "all routed, some queued")
+	assert.NotContains(t, h.logs.String(), "no more hand-offs", "the worker is not broken")
+	// Once it accepts, it drains the rest.
+	h.serve(ln, "w", refworker.HTTP)
+	for _, c := range conns {
+		c.SetDeadline(time.Now().Add(step))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		require.NoError(t, err)
+		resp.Body.Close()
+		assert.Equal(t, 200, resp.StatusCode)
+	}
+	assert.EqualValues(t, 40, h.balanced().Outcomes["dispatched"])
+}

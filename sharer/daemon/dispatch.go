@@ -14,11 +14,6 @@ import (
 	"github.com/portshare/portshare/sharer/sniff"
 )
 
-// handoffSendTimeout bounds one hand-off send. A SEQPACKET send blocks only
-// when the worker stopped reading its control socket; the dispatch clock is
-// already running by then.
-const handoffSendTimeout = time.Second
-
 // routeEntry is one registered route key: the workers that serve it and the
 // connections waiting for one of them.
 type routeEntry struct {
@@ -42,6 +37,7 @@ type registration struct {
 	credit  int // hand-offs it may hold un-acknowledged
 	routes  []*routeEntry
 	ready   bool // Registered was sent: it may receive hand-offs
+	stalled bool // its control socket was full: no hand-offs until its next ack
 	broken  bool // a send failed: no more hand-offs; its acks are still read until it leaves
 	removed bool
 
@@ -51,7 +47,7 @@ type registration struct {
 
 // free is the credit w has left.
 func (w *registration) free() int {
-	if !w.ready || w.broken || w.removed {
+	if !w.ready || w.stalled || w.broken || w.removed {
 		return 0
 	}
 	return w.credit - len(w.inflight) - len(w.owed)
@@ -266,9 +262,10 @@ func (d *Daemon) send(hs []handoff) {
 	}
 }
 
-// handOff passes c's socket and pre-read bytes to w. A send that fails did
-// not deliver the message (SEQPACKET sends are whole or nothing), so the
-// connection is still the daemon's. Compat fails it and drops the worker,
+// handOff passes c's socket and pre-read bytes to w without waiting. A
+// send that fails did not deliver the message (SEQPACKET sends are whole or
+// nothing), so the connection is still the daemon's. A full socket is
+// back-pressure: the connection queues again at the front. Compat fails it and drops the worker,
 // as SMSvcHost does for any failed hand-off. Reclaim queues it again at the
 // front and sends the worker nothing more; its write side is shut down so
 // a live worker sees EOF and leaves, while its acks still arrive.
@@ -282,7 +279,7 @@ func (d *Daemon) handOff(h handoff) {
 	rc, err := c.tcp.SyscallConn()
 	if err == nil {
 		cerr := rc.Control(func(fd uintptr) {
-			err = w.ctl.Send(control.TypeHandoff, hdr, c.pre, int(fd), handoffSendTimeout)
+			err = w.ctl.Send(control.TypeHandoff, hdr, c.pre, int(fd), -1)
 		})
 		if err == nil {
 			err = cerr
@@ -299,6 +296,13 @@ func (d *Daemon) handOff(h handoff) {
 	d.landLocked(w, c)
 	var sends []handoff
 	switch {
+	case errors.Is(err, control.ErrWouldBlock):
+		// The worker holds more un-accepted hand-offs than its socket
+		// buffer: back-pressure, not breakage. It gets more after its
+		// next acknowledgement; others may take this one now.
+		w.stalled = true
+		d.queueLocked(c, true, d.cfg.Load())
+		sends = d.fillRouteLocked(c.route)
 	case errors.Is(err, control.ErrTooLarge):
 		d.finish(c, DispatchError, "too_large")
 		d.refuse(c, nmf.FaultServerTooBusy, 503)
@@ -336,6 +340,7 @@ func (d *Daemon) breakLocked(w *registration, err error) []handoff {
 // the credit.
 func (d *Daemon) ack(w *registration, a control.Ack) {
 	d.mu.Lock()
+	w.stalled = false // it is reading its socket again
 	c := w.inflight[a.ID]
 	if c == nil {
 		delete(w.owed, a.ID)
