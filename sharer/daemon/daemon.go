@@ -159,7 +159,7 @@ func (d *Daemon) MetricsAddr() string {
 // pendingCount is the connections accepted and not yet handed off: open
 // in the ledger and not in flight to a worker.
 func (d *Daemon) pendingCount() int64 {
-	return max(int64(d.ledger.Snapshot().Open)-d.inflight.Load(), 0)
+	return max(int64(d.ledger.open())-d.inflight.Load(), 0)
 }
 
 // Ledger returns the current ledger.
@@ -226,7 +226,7 @@ func (d *Daemon) shutdown() {
 	// Give hand-offs in flight a moment to be acknowledged; then take back
 	// the rest, so that no client waits on a worker that never takes it.
 	deadline := time.Now().Add(min(shutdownDrain, d.cfg.Load().DispatchTimeout))
-	for time.Now().Before(deadline) && d.inflightCount() > 0 {
+	for time.Now().Before(deadline) && d.inflight.Load() > 0 {
 		time.Sleep(10 * time.Millisecond)
 	}
 	d.mu.Lock()
@@ -276,15 +276,6 @@ func (d *Daemon) goodbye(cs []*conn) {
 		}
 		d.closeConn(c)
 	}
-}
-func (d *Daemon) inflightCount() int {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	n := 0
-	for _, w := range d.workers {
-		n += len(w.inflight)
-	}
-	return n
 }
 
 // Reload applies a new configuration (SIGHUP). allow_accounts, the timeouts,

@@ -314,7 +314,7 @@ func (d *Daemon) handOff(h handoff) {
 		d.refuse(c, nmf.FaultConnectionDispatchFailed, 503)
 		sends = d.evictLocked(w, "hand-off failed", d.cfg.Load().ReregisterBackoff)
 	default:
-		sends = d.breakLocked(w, err)
+		d.breakLocked(w, err)
 		d.queueLocked(c, true, d.cfg.Load())
 		sends = append(sends, d.fillRouteLocked(c.route)...)
 	}
@@ -323,16 +323,15 @@ func (d *Daemon) handOff(h handoff) {
 }
 
 // breakLocked stops hand-offs to a worker whose control socket failed.
-func (d *Daemon) breakLocked(w *registration, err error) []handoff {
+func (d *Daemon) breakLocked(w *registration, err error) {
 	if w.broken || w.removed {
-		return nil
+		return
 	}
 	w.broken = true
 	d.log.Warn("hand-off send failed; no more hand-offs to this worker", "worker", w.name, "pid", w.pid, "err", err)
 	if rc, e := w.ctl.UnixConn().SyscallConn(); e == nil {
 		rc.Control(func(fd uintptr) { unix.Shutdown(int(fd), unix.SHUT_WR) })
 	}
-	return nil
 }
 
 // ack completes a hand-off: the worker's Accept took the connection, so the
@@ -486,6 +485,9 @@ func (d *Daemon) orphanLocked(re *routeEntry) {
 	if d.policy == config.Compat || d.closing.Load() || grace <= 0 {
 		d.dropRouteLocked(re)
 		return
+	}
+	if re.grace != nil {
+		return // already departed
 	}
 	if err := d.departed.Insert(re.uri, re); err != nil {
 		d.dropRouteLocked(re) // cannot happen: a departed key is revived, never re-departed

@@ -238,12 +238,17 @@ func backoffKey(name string, uid int) string { return fmt.Sprintf("%s/uid:%d", n
 func (d *Daemon) unregister(w *registration, routes []string) *control.Error {
 	d.mu.Lock()
 	var drop []*routeEntry
+	seen := map[string]bool{}
 	for _, s := range routes {
 		u, err := route.Parse(s)
 		if err != nil {
 			d.mu.Unlock()
 			return &control.Error{Code: control.CodeBadRoute, Message: err.Error()}
 		}
+		if seen[u.Key()] {
+			continue
+		}
+		seen[u.Key()] = true
 		re, ok := d.routes.Get(u)
 		if !ok || !contains(re.workers, w) {
 			d.mu.Unlock()

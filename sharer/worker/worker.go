@@ -219,6 +219,12 @@ func (l *Listener) Accept() (net.Conn, error) {
 			l.refuse(ctl, &m, "descriptor lost (MSG_CTRUNC): is the worker out of file descriptors?")
 			continue
 		}
+		var c *Conn
+		if err == nil && m.Type == control.TypeHandoff {
+			if c, err = l.take(ctl, &m); c != nil {
+				return c, nil
+			}
+		}
 		if err != nil {
 			select {
 			case <-l.closed:
@@ -235,10 +241,7 @@ func (l *Listener) Accept() (net.Conn, error) {
 			continue
 		}
 		switch m.Type {
-		case control.TypeHandoff:
-			if c := l.take(ctl, &m); c != nil {
-				return c, nil
-			}
+		case control.TypeHandoff: // taken above
 		case control.TypeEvicted:
 			var e control.Evicted
 			m.Unmarshal(&e)
@@ -261,37 +264,37 @@ func (l *Listener) refuse(ctl *control.Conn, m *control.Message, why string) {
 	ctl.Send(control.TypeAck, control.Ack{ID: h.ID, Refused: why}, nil, -1, time.Second)
 }
 
-// take turns a hand-off into a Conn and acknowledges it; nil if it expired
-// or was unusable (acknowledged as expired so the daemon stops waiting).
-func (l *Listener) take(ctl *control.Conn, m *control.Message) *Conn {
+// take turns a hand-off into a Conn and acknowledges it. It returns nil
+// for a hand-off that expired or was unusable (acknowledged as such, so the
+// daemon stops waiting), and an error when the acknowledgement could not be
+// sent: the control connection is then no good, and the connection is
+// closed rather than served, since the daemon may give it to another
+// worker.
+func (l *Listener) take(ctl *control.Conn, m *control.Message) (*Conn, error) {
 	var h control.Handoff
 	if err := m.Unmarshal(&h); err != nil {
 		m.CloseFD()
 		l.log.Warn("bad hand-off from daemon", "err", err)
-		return nil
+		return nil, nil
 	}
+	reply := func(a control.Ack) error { return ctl.Send(control.TypeAck, a, nil, -1, time.Second) }
 	if m.FD < 0 {
-		ctl.Send(control.TypeAck, control.Ack{ID: h.ID, Refused: "hand-off without a descriptor"}, nil, -1, time.Second)
-		return nil
+		return nil, reply(control.Ack{ID: h.ID, Refused: "hand-off without a descriptor"})
 	}
 	if time.Now().UnixNano() > h.Deadline {
 		m.CloseFD()
-		ctl.Send(control.TypeAck, control.Ack{ID: h.ID, Expired: true}, nil, -1, time.Second)
-		return nil
+		return nil, reply(control.Ack{ID: h.ID, Expired: true})
 	}
 	c, err := newConn(m.FD, &h, m.Payload)
 	m.FD = -1 // newConn owns it now, on every path
 	if err != nil {
-		ctl.Send(control.TypeAck, control.Ack{ID: h.ID, Refused: err.Error()}, nil, -1, time.Second)
-		return nil
+		return nil, reply(control.Ack{ID: h.ID, Refused: err.Error()})
 	}
-	// Only an acknowledged connection is the service's: one the daemon
-	// never heard about may be handed to another worker.
-	if err := ctl.Send(control.TypeAck, control.Ack{ID: h.ID}, nil, -1, time.Second); err != nil {
+	if err := reply(control.Ack{ID: h.ID}); err != nil {
 		c.Close()
-		return nil
+		return nil, err
 	}
-	return c
+	return c, nil
 }
 
 // Close unregisters by closing the control connection. Hand-offs not yet
