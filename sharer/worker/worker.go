@@ -22,6 +22,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/portshare/portshare/sharer/config"
 	"github.com/portshare/portshare/sharer/control"
 )
@@ -219,10 +221,16 @@ func (l *Listener) Accept() (net.Conn, error) {
 			l.refuse(ctl, &m, "descriptor lost (MSG_CTRUNC): is the worker out of file descriptors?")
 			continue
 		}
-		var c *Conn
 		if err == nil && m.Type == control.TypeHandoff {
-			if c, err = l.take(ctl, &m); c != nil {
+			c, ackErr := l.take(ctl, &m)
+			if c != nil {
 				return c, nil
+			}
+			// The daemon gone (EPIPE): read on for what it said last (an
+			// eviction) and its end. Otherwise it stopped reading: start
+			// over rather than leave the hand-off unanswered.
+			if ackErr != nil && !errors.Is(ackErr, unix.EPIPE) {
+				err = ackErr
 			}
 		}
 		if err != nil {
