@@ -121,7 +121,11 @@ func cfgName(c *config.Config) string {
 // crashed daemon. A socket that still answers belongs to a running daemon
 // and is an error.
 func listenControl(path string) (*net.UnixListener, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("control_socket %s: %w", path, err)
+	}
+	if err := safeDir(dir); err != nil {
 		return nil, fmt.Errorf("control_socket %s: %w", path, err)
 	}
 	if fi, err := os.Lstat(path); err == nil {
@@ -143,6 +147,27 @@ func listenControl(path string) (*net.UnixListener, error) {
 		return nil, fmt.Errorf("control_socket %s: %w", path, err)
 	}
 	return ln, nil
+}
+
+// safeDir refuses a socket directory someone else could swap the socket in:
+// it must belong to us or root, and not be writable by others unless
+// sticky (as /tmp is).
+func safeDir(dir string) error {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return nil
+	}
+	if int(st.Uid) != os.Geteuid() && st.Uid != 0 {
+		return fmt.Errorf("directory %s belongs to uid %d: another user could replace the socket; choose a directory of your own", dir, st.Uid)
+	}
+	if fi.Mode().Perm()&0o022 != 0 && fi.Mode()&os.ModeSticky == 0 {
+		return fmt.Errorf("directory %s is writable by others (mode %04o): another user could replace the socket; use chmod go-w", dir, fi.Mode().Perm())
+	}
+	return nil
 }
 
 // ControlSocket returns the path workers register at.

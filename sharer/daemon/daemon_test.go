@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -764,4 +765,20 @@ func TestFullControlSocketIsBackPressureNotBreakage(t *testing.T) {
 		assert.Equal(t, 200, resp.StatusCode)
 	}
 	assert.EqualValues(t, 40, h.balanced().Outcomes["dispatched"])
+}
+
+func TestControlSocketDirectoryOthersCanWriteIsRefused(t *testing.T) {
+	cfg := testutil.LoopbackConfig(t)
+	dir := filepath.Dir(cfg.ControlSocket)
+	require.NoError(t, os.Chmod(dir, 0o777))
+	_, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "writable by others")
+
+	require.NoError(t, os.Chmod(dir, 0o777|os.ModeSticky)) // sticky, as /tmp: others cannot replace our socket
+	d, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	require.NoError(t, d.Serve(ctx))
 }

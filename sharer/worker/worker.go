@@ -105,6 +105,14 @@ func (l *Listener) register(ctx context.Context) (*control.Conn, control.Registe
 	if err != nil {
 		return nil, reg, err
 	}
+	// Routes and connections go only to a daemon run by root or by us.
+	if cred, err := control.PeerCred(ctl.UnixConn()); err != nil || (cred.Uid != 0 && int(cred.Uid) != os.Geteuid()) {
+		ctl.Close()
+		if err == nil {
+			err = fmt.Errorf("it runs as uid %d, neither root nor us", cred.Uid)
+		}
+		return nil, reg, fmt.Errorf("refusing the process serving %s: %w", l.opts.ControlSocket, err)
+	}
 	deadline, _ := dctx.Deadline()
 	ctl.SetDeadline(deadline)
 	stop := context.AfterFunc(dctx, func() { ctl.SetDeadline(time.Unix(1, 0)) })
