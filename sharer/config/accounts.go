@@ -2,7 +2,6 @@ package config
 
 import (
 	"fmt"
-	"net/netip"
 	"os"
 	"os/user"
 	"sort"
@@ -121,11 +120,6 @@ func supplementaryGroups(uid, pid int) []int {
 		}
 	}
 	return gs
-}
-
-func ipOK(s string) bool {
-	_, err := netip.ParseAddr(s)
-	return err == nil
 }
 
 func sortStrings(s []string) { sort.Strings(s) }

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -178,6 +179,10 @@ type field struct {
 	set func(c *Config, n *yaml.Node) error
 }
 
+// maxDuration bounds every duration key: far enough for any wait, near
+// enough that deadlines never overflow.
+const maxDuration = 365 * 24 * time.Hour
+
 func durationField(dst func(*Config) *time.Duration, min time.Duration) field {
 	return field{func(c *Config, n *yaml.Node) error {
 		if n.Kind != yaml.ScalarNode {
@@ -189,6 +194,9 @@ func durationField(dst func(*Config) *time.Duration, min time.Duration) field {
 		}
 		if d < min {
 			return fmt.Errorf("must be at least %s, got %s", min, d)
+		}
+		if d > maxDuration {
+			return fmt.Errorf("must be at most %s, got %s", maxDuration, d)
 		}
 		*dst(c) = d
 		return nil
@@ -371,6 +379,17 @@ func (c Config) validate(lines map[string]int) error {
 	if len(c.ListenAddresses) == 0 {
 		return fmt.Errorf("%s: listen_addresses must name at least one address", at("listen_addresses"))
 	}
+	seen := map[netip.Addr]string{}
+	for _, s := range c.ListenAddresses {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return fmt.Errorf("%s: listen_addresses: %w", at("listen_addresses"), checkIP(s))
+		}
+		if prev, dup := seen[a.Unmap()]; dup {
+			return fmt.Errorf("%s: listen_addresses names %s twice (as %q and %q)", at("listen_addresses"), a.Unmap(), prev, s)
+		}
+		seen[a.Unmap()] = s
+	}
 	if c.MaxPendingAccepts > c.MaxPendingConnections {
 		given := func(key string, v int) string {
 			if _, ok := lines[key]; ok || lines == nil {
@@ -385,10 +404,14 @@ func (c Config) validate(lines map[string]int) error {
 }
 
 func checkIP(s string) error {
-	if ipOK(s) {
-		return nil
+	a, err := netip.ParseAddr(s)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%q is not an IP address (use 0.0.0.0 or :: for all)", s)
+	case a.Zone() != "":
+		return fmt.Errorf("%q: IPv6 zones are not supported; use a global or loopback address", s)
 	}
-	return fmt.Errorf("%q is not an IP address (use 0.0.0.0 or :: for all)", s)
+	return nil
 }
 
 // checkAccount also looks names up, so a typo is a configuration error

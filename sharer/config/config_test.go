@@ -241,3 +241,16 @@ func TestJSONWritesDurationsAsText(t *testing.T) {
 	require.NoError(t, json.Unmarshal(b, &back))
 	assert.Equal(t, c, back)
 }
+
+func TestListenAddressesAndDurationsThatWouldFailLater(t *testing.T) {
+	for _, tc := range []struct{ doc, want string }{
+		{"listen_addresses: [\"fe80::1%eth0\"]\n", "zones are not supported"},
+		{"listen_addresses: [\"0.0.0.0\", \"::ffff:0.0.0.0\"]\n", "names 0.0.0.0 twice"},
+		{"dispatch_timeout: 100000h\n", "must be at most"},
+	} {
+		_, err := Parse("c.yaml", []byte(tc.doc))
+		require.Error(t, err, tc.doc)
+		assert.Contains(t, err.Error(), tc.want)
+		assert.Contains(t, err.Error(), "c.yaml:1:")
+	}
+}
