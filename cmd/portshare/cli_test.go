@@ -343,7 +343,7 @@ func TestWorkerOutOfDescriptorsRefusesHandoffAtOnce(t *testing.T) {
 	require.ErrorAs(t, err, &fe)
 	assert.Equal(t, nmf.FaultServerTooBusy, fe.Name)
 	assert.Less(t, time.Since(start), 5*time.Second, "answered without waiting for dispatch_timeout")
-	assert.Contains(t, w.Output(), "MSG_CTRUNC")
+	w.WaitOutput(t, "MSG_CTRUNC", step) // its stderr arrives through a pipe
 
 	require.NoError(t, unix.Prlimit(w.PID(), unix.RLIMIT_NOFILE, &old, nil))
 	got, err := testutil.NetTCPSession(e.addr(), e.via("/orders/"), step, "back")
