@@ -76,6 +76,7 @@ func TestTwoWorkerProcessesShareAPortAndStatusJSON(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, []string{tc.want}, got)
 	}
+	e.balanced() // the daemon reads the last acknowledgement a moment after the client is done
 	code, out, _ := cli("status", "--json", "--control-socket", e.socket)
 	require.Equal(t, 0, code)
 	var doc map[string]any
