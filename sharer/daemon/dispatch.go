@@ -264,11 +264,14 @@ func (d *Daemon) send(hs []handoff) {
 
 // handOff passes c's socket and pre-read bytes to w without waiting. A
 // send that fails did not deliver the message (SEQPACKET sends are whole or
-// nothing), so the connection is still the daemon's. A full socket is
-// back-pressure: the connection queues again at the front. Compat fails it and drops the worker,
-// as SMSvcHost does for any failed hand-off. Reclaim queues it again at the
-// front and sends the worker nothing more; its write side is shut down so
-// a live worker sees EOF and leaves, while its acks still arrive.
+// nothing), so the connection is still the daemon's:
+//   - a full socket is back-pressure: c queues again at the front and w
+//     gets nothing more until its next acknowledgement;
+//   - any other failure under compat fails c and drops w, as SMSvcHost does
+//     for any failed hand-off;
+//   - under reclaim c queues again at the front and w gets nothing more;
+//     its write side is shut down so a live worker sees EOF and leaves,
+//     while its acks still arrive.
 func (d *Daemon) handOff(h handoff) {
 	w, c := h.w, h.c
 	hdr := control.Handoff{
