@@ -62,13 +62,13 @@ type Listener struct {
 	closed chan struct{}
 	once   sync.Once
 
-	acceptMu sync.Mutex // one Accept reads the control socket at a time
+	acceptMu sync.Mutex    // one Accept reads the control socket at a time; guards:
+	since    time.Time     // when ctl registered
+	wait     time.Duration // next re-registration back-off
+	fatal    error         // a refused re-registration ends Accept for good
 
-	mu         sync.Mutex
+	mu         sync.Mutex    // guards ctl and registered, which Close and Registered read too
 	ctl        *control.Conn // nil while re-registering
-	since      time.Time     // when ctl registered
-	wait       time.Duration // next re-registration back-off
-	fatal      error         // a refused re-registration ends Accept for good
 	registered control.Registered
 }
 
@@ -190,8 +190,9 @@ func (l *Listener) reconnect() (*control.Conn, error) {
 				return nil, net.ErrClosed
 			default:
 			}
-			l.ctl, l.registered, l.since, l.wait = ctl, reg, time.Now(), min(2*wait, 2*time.Second)
+			l.ctl, l.registered = ctl, reg
 			l.mu.Unlock()
+			l.since, l.wait = time.Now(), min(2*wait, 2*time.Second)
 			l.log.Info("re-registered with the port-sharing daemon", "routes", reg.Routes)
 			return ctl, nil
 		case errors.As(err, &re) && re.Code == control.CodeBackoff:
