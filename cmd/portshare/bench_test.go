@@ -20,10 +20,7 @@ import (
 // targets starts a direct worker and a daemon with a worker behind it.
 func targets(b *testing.B, extra string) (direct, shared string, e *env) {
 	b.Helper()
-	w := testutil.Start(b, nil, "worker", "--listen", "127.0.0.1:0", "--name", "w", "--mode", "echo")
-	w.WaitOutput(b, "listening on ", 10*time.Second)
-	out := w.Output()
-	direct = strings.Fields(out[strings.Index(out, "listening on ")+len("listening on "):])[0]
+	direct = listenAddr(b, "echo")
 
 	socket := testutil.SocketPath(b)
 	e = &env{dir: socket[:strings.LastIndex(socket, "/")], socket: socket, port: testutil.FreePort(b)}

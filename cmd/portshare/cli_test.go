@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"io"
@@ -353,4 +354,32 @@ func TestWorkerOutOfDescriptorsRefusesHandoffAtOnce(t *testing.T) {
 	st := e.balanced()
 	assert.EqualValues(t, 1, st.Ledger.Outcomes["dispatch_error"])
 	assert.EqualValues(t, 2, st.Ledger.Outcomes["dispatched"])
+}
+
+// listenAddr starts a reference worker on a socket of its own and returns
+// its address.
+func listenAddr(t testing.TB, mode string) string {
+	w := testutil.Start(t, nil, "worker", "--listen", "127.0.0.1:0", "--name", "solo", "--mode", mode)
+	w.WaitOutput(t, "listening on ", step)
+	out := w.Output()
+	return strings.Fields(out[strings.Index(out, "listening on ")+len("listening on "):])[0]
+}
+
+func TestReferenceWorkerOnASocketOfItsOwn(t *testing.T) {
+	got, err := testutil.NetTCPSession(listenAddr(t, "echo"), "net.tcp://localhost/any/", step, "a", "b")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"solo:a", "solo:b"}, got)
+
+	for _, mode := range []string{"http", "https"} {
+		tr := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}
+		hc := &http.Client{Timeout: step, Transport: tr}
+		resp, err := hc.Post(mode+"://"+listenAddr(t, mode)+"/p/q?x=1", "text/plain", strings.NewReader("body"))
+		require.NoError(t, err, mode)
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		tr.CloseIdleConnections()
+		assert.Equal(t, 200, resp.StatusCode)
+		assert.Equal(t, "solo", resp.Header.Get("X-Portshare-Worker"))
+		assert.Equal(t, "solo POST /p/q\n", string(body))
+	}
 }
