@@ -120,7 +120,7 @@ func (d *Daemon) workerLoop(w *registration) {
 			if cerr := d.unregister(w, u.Routes); cerr != nil {
 				w.ctl.Send(control.TypeError, cerr, nil, -1, time.Second)
 			} else {
-				w.ctl.Send(control.TypeUnregistered, control.Unregistered{Routes: u.Routes}, nil, -1, time.Second)
+				w.ctl.Send(control.TypeUnregistered, control.Unregistered(u), nil, -1, time.Second)
 			}
 		case control.TypeStatus:
 			d.sendStatus(w.ctl)
