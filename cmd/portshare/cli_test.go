@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -243,6 +244,17 @@ func TestUIDOutsideAllowAccountsRefused(t *testing.T) {
 	assert.Contains(t, string(out), "allow_accounts in "+e.cfg)
 	assert.Contains(t, string(out), `"nobody"`)
 	assert.Empty(t, e.status().Routes)
+
+	// Allowed after the fix the message names, and a SIGHUP.
+	writeConfig(t, e.dir, e.socket, fmt.Sprintf("allow_accounts: [\"uid:%d\", nobody]\n", os.Getuid()))
+	e.daemon.Signal(syscall.SIGHUP)
+	e.daemon.WaitOutput(t, "configuration reloaded", step)
+	again := testutil.ChildCommand(bin, "worker", "--control-socket", e.socket, "--name", "intruder", "--route", e.route("net.tcp://+:%d/x/"))
+	again.SysProcAttr.Credential = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+	again.Dir = binDir
+	require.NoError(t, again.Start())
+	defer func() { again.Process.Kill(); again.Wait() }()
+	testutil.Eventually(t, 10*time.Second, func() bool { return len(e.status().Routes) == 1 }, "nobody registered after SIGHUP")
 }
 
 func TestMetricsUseSpecNames(t *testing.T) {
