@@ -185,19 +185,37 @@ func (d *Daemon) reply(c *conn, msg []byte) {
 	})
 }
 
-// refuse tells a routed client it cannot be served: a framing fault for
-// net.tcp, the HTTP status for HTTP, a plain close for TLS. A nil fault
-// aborts instead.
-func (d *Daemon) refuse(c *conn, fault string, status int) {
-	switch {
-	case fault == "":
-		d.abort(c)
-	case c.key.Protocol == sniff.NetTCP:
-		d.reply(c, nmf.AppendFault(nil, fault))
-	case c.key.Protocol == sniff.HTTP:
-		d.reply(c, httpResponse(status, fault))
-	default:
+// refusal is what tells c's client it cannot be served: the framing fault
+// for net.tcp, the matching status for HTTP (404 for EndpointNotFound, 503
+// otherwise), nothing for TLS.
+func refusal(c *conn, fault string) []byte {
+	switch c.key.Protocol {
+	case sniff.NetTCP:
+		return nmf.AppendFault(nil, fault)
+	case sniff.HTTP:
+		if fault == nmf.FaultEndpointNotFound {
+			return httpResponse(404, fault)
+		}
+		return httpResponse(503, fault)
+	}
+	return nil
+}
+
+// refuse tells a routed client it cannot be served, then closes; a TLS
+// client is just closed.
+func (d *Daemon) refuse(c *conn, fault string) {
+	if msg := refusal(c, fault); msg != nil {
+		d.reply(c, msg)
+	} else {
 		d.closeConn(c)
+	}
+}
+
+// shutdownSocket shuts a client socket down: the copy a worker holds too,
+// since both share one socket.
+func shutdownSocket(tc *net.TCPConn, how int) {
+	if rc, err := tc.SyscallConn(); err == nil {
+		rc.Control(func(fd uintptr) { unix.Shutdown(int(fd), how) })
 	}
 }
 

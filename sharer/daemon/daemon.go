@@ -28,7 +28,6 @@ import (
 	"github.com/portshare/portshare/sharer/config"
 	"github.com/portshare/portshare/sharer/nmf"
 	"github.com/portshare/portshare/sharer/route"
-	"github.com/portshare/portshare/sharer/sniff"
 )
 
 // LeakedHandleMessage is SMSvcHost's event 8, logged on every dispatch
@@ -284,20 +283,11 @@ func (d *Daemon) goodbye(cs []*conn) {
 	for _, c := range cs {
 		d.finish(c, Shutdown, "")
 		if d.policy == config.Reclaim {
-			var msg []byte
-			switch c.key.Protocol {
-			case sniff.NetTCP:
-				msg = nmf.AppendFault(nil, nmf.FaultServerTooBusy)
-			case sniff.HTTP:
-				msg = httpResponse(503, "shutting down")
-			}
-			if msg != nil {
+			if msg := refusal(c, nmf.FaultServerTooBusy); msg != nil {
 				c.tcp.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
 				c.tcp.Write(msg)
 			}
-			if rc, err := c.tcp.SyscallConn(); err == nil {
-				rc.Control(func(fd uintptr) { unix.Shutdown(int(fd), unix.SHUT_RDWR) })
-			}
+			shutdownSocket(c.tcp, unix.SHUT_RDWR)
 		}
 		d.closeConn(c)
 	}

@@ -114,12 +114,12 @@ func (d *Daemon) route(c *conn, cfg *config.Config) {
 		d.mu.Unlock()
 		if departed { // reclaim grace period
 			d.finish(c, NoRoute, "unavailable")
-			d.refuse(c, nmf.FaultEndpointUnavailable, 503)
+			d.refuse(c, nmf.FaultEndpointUnavailable)
 			return
 		}
 		d.finish(c, NoRoute, "no_route")
 		d.log.Debug("no route", "conn", c.id, "protocol", c.key.Protocol, "host", c.key.Host, "port", c.port, "path", c.key.Path)
-		d.refuse(c, nmf.FaultEndpointNotFound, 404)
+		d.refuse(c, nmf.FaultEndpointNotFound)
 		return
 	}
 	c.route = re
@@ -145,7 +145,7 @@ func (d *Daemon) enqueueLocked(c *conn, cfg *config.Config) []handoff {
 		if d.policy == config.Compat {
 			d.abort(c)
 		} else {
-			d.refuse(c, nmf.FaultServerTooBusy, 503)
+			d.refuse(c, nmf.FaultServerTooBusy)
 		}
 		return nil
 	}
@@ -191,7 +191,7 @@ func (d *Daemon) queueExpiredLocked(c *conn) []handoff {
 	c.qelem = nil
 	d.m.queued.Dec()
 	d.finish(c, QueueTimeout, "queue_timeout")
-	d.refuse(c, nmf.FaultServerTooBusy, 503)
+	d.refuse(c, nmf.FaultServerTooBusy)
 	return nil
 }
 
@@ -308,13 +308,13 @@ func (d *Daemon) handOff(h handoff) {
 		sends = d.fillRouteLocked(c.route)
 	case errors.Is(err, control.ErrTooLarge):
 		d.finish(c, DispatchError, "too_large")
-		d.refuse(c, nmf.FaultServerTooBusy, 503)
+		d.refuse(c, nmf.FaultServerTooBusy)
 	case d.policy == config.Compat:
 		// SMSvcHost logs event 8 for any failed hand-off and drops the worker.
 		d.finish(c, DispatchError, "send_failed")
 		d.log.Error(LeakedHandleMessage, "conn", c.id, "route", c.route.uri.String(), "worker", w.name,
 			"worker_pid", w.pid, "policy", d.policy, "why", err.Error())
-		d.refuse(c, nmf.FaultConnectionDispatchFailed, 503)
+		d.refuse(c, nmf.FaultConnectionDispatchFailed)
 		sends = d.evictLocked(w, "hand-off failed", d.cfg.Load().ReregisterBackoff)
 	default:
 		d.breakLocked(w, err)
@@ -358,9 +358,9 @@ func (d *Daemon) ack(w *registration, a control.Ack) {
 		d.log.Warn("worker refused a hand-off", "conn", c.id, "worker", w.name, "pid", w.pid, "why", a.Refused)
 		d.finish(c, DispatchError, "worker_refused")
 		if d.policy == config.Compat {
-			d.refuse(c, nmf.FaultConnectionDispatchFailed, 503)
+			d.refuse(c, nmf.FaultConnectionDispatchFailed)
 		} else {
-			d.refuse(c, nmf.FaultServerTooBusy, 503)
+			d.refuse(c, nmf.FaultServerTooBusy)
 		}
 	case a.Expired:
 		sends = d.timedOutLocked(w, c, "the worker found the hand-off past its deadline")
@@ -398,7 +398,7 @@ func (d *Daemon) timedOutLocked(w *registration, c *conn, why string) []handoff 
 	d.log.Error(LeakedHandleMessage, "conn", c.id, "route", c.route.uri.String(), "worker", w.name,
 		"worker_pid", w.pid, "dispatch_timeout", cfg.DispatchTimeout, "policy", d.policy, "why", why)
 	if d.policy == config.Compat {
-		d.refuse(c, nmf.FaultConnectionDispatchFailed, 503)
+		d.refuse(c, nmf.FaultConnectionDispatchFailed)
 		return d.evictLocked(w, "dispatch timeout", cfg.ReregisterBackoff)
 	}
 	// Shut the shared socket down so the worker's copy is dead too; the
@@ -408,10 +408,8 @@ func (d *Daemon) timedOutLocked(w *registration, c *conn, why string) []handoff 
 	if c.key.Protocol == sniff.TLS {
 		how = unix.SHUT_RDWR
 	}
-	if rc, err := c.tcp.SyscallConn(); err == nil {
-		rc.Control(func(fd uintptr) { unix.Shutdown(int(fd), how) })
-	}
-	d.refuse(c, nmf.FaultServerTooBusy, 503)
+	shutdownSocket(c.tcp, how)
+	d.refuse(c, nmf.FaultServerTooBusy)
 	return nil
 }
 
@@ -455,7 +453,7 @@ func (d *Daemon) removeWorkerLocked(w *registration) []handoff {
 			d.closeConn(c)
 		case d.policy == config.Compat:
 			d.finish(c, DispatchError, "worker_gone")
-			d.refuse(c, nmf.FaultConnectionDispatchFailed, 503)
+			d.refuse(c, nmf.FaultConnectionDispatchFailed)
 		default:
 			d.queueLocked(c, true, cfg)
 		}
@@ -548,7 +546,7 @@ func (d *Daemon) dropRouteLocked(re *routeEntry) {
 			d.abort(c)
 		default:
 			d.finish(c, QueueTimeout, "queue_timeout")
-			d.refuse(c, nmf.FaultEndpointUnavailable, 503)
+			d.refuse(c, nmf.FaultEndpointUnavailable)
 		}
 	}
 	d.unlistLocked(re)
