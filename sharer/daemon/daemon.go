@@ -294,9 +294,11 @@ func (d *Daemon) goodbye(cs []*conn) {
 }
 
 // Reload applies a new configuration (SIGHUP). allow_accounts, the timeouts,
-// max_pending_connections, listen_backlog and grace_period change live;
-// control_socket, listen_addresses, max_pending_accepts, metrics_addr and
-// dispatch_failure_policy need a restart and are kept, with a warning.
+// max_pending_connections, listen_backlog, grace_period, reregister_backoff
+// and max_http_head change live;
+// control_socket, listen_addresses, max_pending_accepts, metrics_addr,
+// dispatch_failure_policy and log_level need a restart and are kept, with
+// a warning.
 func (d *Daemon) Reload(next config.Config) error {
 	if err := next.Validate(); err != nil {
 		return err
@@ -316,8 +318,9 @@ func (d *Daemon) Reload(next config.Config) error {
 	keep("max_pending_accepts", next.MaxPendingAccepts != cur.MaxPendingAccepts)
 	keep("metrics_addr", next.MetricsAddr != cur.MetricsAddr)
 	keep("dispatch_failure_policy", next.DispatchFailurePolicy != cur.DispatchFailurePolicy)
+	keep("log_level", next.LogLevel != cur.LogLevel)
 	next.ControlSocket, next.ListenAddresses, next.MaxPendingAccepts = cur.ControlSocket, cur.ListenAddresses, cur.MaxPendingAccepts
-	next.MetricsAddr, next.DispatchFailurePolicy = cur.MetricsAddr, cur.DispatchFailurePolicy
+	next.MetricsAddr, next.DispatchFailurePolicy, next.LogLevel = cur.MetricsAddr, cur.DispatchFailurePolicy, cur.LogLevel
 	d.accounts.Store(&acc)
 	d.cfg.Store(&next)
 	d.mu.Lock()

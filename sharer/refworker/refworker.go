@@ -47,12 +47,6 @@ type Options struct {
 	MaxMessage int
 	// Idle closes a connection that sends nothing for this long. Default 2m.
 	Idle time.Duration
-	// BeforeAccept, if set, runs before each Accept (fault injection: a
-	// slow or stalled worker). It returns false to stop serving.
-	BeforeAccept func(ctx context.Context) bool
-	// OnConn, if set, may take over a connection (fault injection); it
-	// returns true when it did.
-	OnConn func(net.Conn) bool
 }
 
 // Serve serves ln until ctx is done or ln fails, then closes ln and waits
@@ -82,18 +76,12 @@ func Serve(ctx context.Context, ln net.Listener, o Options) error {
 		mu.Unlock()
 	}()
 	for {
-		if o.BeforeAccept != nil && !o.BeforeAccept(ctx) {
-			return nil
-		}
 		c, err := ln.Accept()
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			return err
-		}
-		if o.OnConn != nil && o.OnConn(c) {
-			continue
 		}
 		mu.Lock()
 		open[c] = struct{}{}
@@ -125,9 +113,6 @@ func serveHTTP(ctx context.Context, ln net.Listener, o Options) error {
 		}
 		ln = tls.NewListener(ln, cfg)
 	}
-	if o.BeforeAccept != nil || o.OnConn != nil {
-		ln = &hookedListener{Listener: ln, ctx: ctx, o: o}
-	}
 	srv := &http.Server{Handler: Handler(o.Name), ReadHeaderTimeout: 30 * time.Second, IdleTimeout: o.Idle}
 	stop := context.AfterFunc(ctx, func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -140,25 +125,6 @@ func serveHTTP(ctx context.Context, ln net.Listener, o Options) error {
 		return nil
 	}
 	return err
-}
-
-// hookedListener applies BeforeAccept and OnConn under net/http.
-type hookedListener struct {
-	net.Listener
-	ctx context.Context
-	o   Options
-}
-
-func (l *hookedListener) Accept() (net.Conn, error) {
-	for {
-		if l.o.BeforeAccept != nil && !l.o.BeforeAccept(l.ctx) {
-			return nil, net.ErrClosed
-		}
-		c, err := l.Listener.Accept()
-		if err != nil || l.o.OnConn == nil || !l.o.OnConn(c) {
-			return c, err
-		}
-	}
 }
 
 // SelfSignedTLS makes a TLS config with a fresh self-signed ECDSA
