@@ -59,7 +59,8 @@ type Listener struct {
 	routes []string
 	opts   Options
 	log    *slog.Logger
-	closed chan struct{}
+	closed context.Context // done once Close is called; bounds re-registration
+	close  context.CancelFunc
 	once   sync.Once
 
 	acceptMu sync.Mutex    // one Accept reads the control socket at a time; guards:
@@ -87,7 +88,8 @@ func Listen(ctx context.Context, routes []string, opts Options) (*Listener, erro
 	if opts.DialTimeout <= 0 {
 		opts.DialTimeout = 5 * time.Second
 	}
-	l := &Listener{routes: routes, opts: opts, log: opts.Logger, closed: make(chan struct{})}
+	l := &Listener{routes: routes, opts: opts, log: opts.Logger}
+	l.closed, l.close = context.WithCancel(context.Background())
 	ctl, reg, err := l.register(ctx)
 	if err != nil {
 		return nil, err
@@ -165,26 +167,17 @@ func (l *Listener) reconnect() (*control.Conn, error) {
 	}
 	for {
 		select {
-		case <-l.closed:
+		case <-l.closed.Done():
 			return nil, net.ErrClosed
 		case <-time.After(wait):
 		}
-		ctx, cancel := context.WithCancel(context.Background())
-		go func() {
-			select {
-			case <-l.closed:
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
-		ctl, reg, err := l.register(ctx)
-		cancel()
+		ctl, reg, err := l.register(l.closed) // Close cancels it
 		var re *control.Error
 		switch {
 		case err == nil:
 			l.mu.Lock()
 			select {
-			case <-l.closed: // closed while registering
+			case <-l.closed.Done(): // closed while registering
 				l.mu.Unlock()
 				ctl.Close()
 				return nil, net.ErrClosed
@@ -244,7 +237,7 @@ func (l *Listener) Accept() (net.Conn, error) {
 		}
 		if err != nil {
 			select {
-			case <-l.closed:
+			case <-l.closed.Done():
 				return nil, net.ErrClosed
 			default:
 			}
@@ -320,7 +313,7 @@ func (l *Listener) take(ctl *control.Conn, m *control.Message) (*Conn, error) {
 func (l *Listener) Close() error {
 	l.once.Do(func() {
 		l.mu.Lock()
-		close(l.closed)
+		l.close()
 		if l.ctl != nil {
 			l.ctl.Close()
 		}
