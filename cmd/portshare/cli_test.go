@@ -172,11 +172,7 @@ func TestDaemonFDsFlatAfter5000Handoffs(t *testing.T) {
 
 func TestKilledWorkerWithHandoffsInFlight(t *testing.T) {
 	e := startEnv(t, "dispatch_failure_policy: compat\n")
-	e.worker("warm", "echo", e.route("net.tcp://+:%d/warm/"))
-	_, err := testutil.NetTCPSession(e.addr(), e.via("/warm/"), step, "x")
-	require.NoError(t, err)
-	e.balanced()
-	base := testutil.FDCount(t, e.daemon.PID())
+	_, base := e.servedOnce("warm", "/warm/")
 
 	hang := testutil.Start(t, nil, "hang-worker", e.socket, "orders", "1", e.route("net.tcp://+:%d/orders/"))
 	hang.WaitOutput(t, "registered", step)
@@ -309,11 +305,7 @@ func cpuTicks(t *testing.T, pid int) int {
 
 func TestOutOfDescriptorsPausesAcceptingWithoutSpinning(t *testing.T) {
 	e := startEnv(t, "receive_timeout: 700ms\n")
-	e.worker("orders", "echo", e.route("net.tcp://+:%d/orders/"))
-	_, err := testutil.NetTCPSession(e.addr(), e.via("/orders/"), step, "x")
-	require.NoError(t, err)
-	e.balanced()
-	base := testutil.FDCount(t, e.daemon.PID())
+	_, base := e.servedOnce("orders", "/orders/")
 	var old unix.Rlimit
 	require.NoError(t, unix.Prlimit(e.daemon.PID(), unix.RLIMIT_NOFILE, nil, &old))
 	lim := unix.Rlimit{Cur: uint64(base + 4), Max: old.Max}
@@ -335,22 +327,20 @@ func TestOutOfDescriptorsPausesAcceptingWithoutSpinning(t *testing.T) {
 	assert.EqualValues(t, 25, st.Ledger.Accepted, "every connection is accepted once descriptors are back")
 	assert.EqualValues(t, 24, st.Ledger.Outcomes["receive_timeout"])
 	assert.Positive(t, st.Counters["accept_pauses_total"].(map[string]any)["emfile"])
-	_, err = testutil.NetTCPSession(e.addr(), e.via("/orders/"), step, "after")
+	_, err := testutil.NetTCPSession(e.addr(), e.via("/orders/"), step, "after")
 	require.NoError(t, err)
 }
 
 func TestWorkerOutOfDescriptorsRefusesHandoffAtOnce(t *testing.T) {
 	e := startEnv(t, "dispatch_timeout: 30s\n")
-	w := e.worker("orders", "echo", e.route("net.tcp://+:%d/orders/"))
-	_, err := testutil.NetTCPSession(e.addr(), e.via("/orders/"), step, "x")
-	require.NoError(t, err)
+	w, _ := e.servedOnce("orders", "/orders/")
 	var old unix.Rlimit
 	require.NoError(t, unix.Prlimit(w.PID(), unix.RLIMIT_NOFILE, nil, &old))
 	lim := unix.Rlimit{Cur: 3, Max: old.Max} // no new descriptor fits below 3
 	require.NoError(t, unix.Prlimit(w.PID(), unix.RLIMIT_NOFILE, &lim, nil))
 
 	start := time.Now()
-	_, err = testutil.NetTCPSession(e.addr(), e.via("/orders/"), step, "x")
+	_, err := testutil.NetTCPSession(e.addr(), e.via("/orders/"), step, "x")
 	var fe *nmf.FaultError
 	require.ErrorAs(t, err, &fe)
 	assert.Equal(t, nmf.FaultServerTooBusy, fe.Name)

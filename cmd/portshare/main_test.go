@@ -154,3 +154,15 @@ func (e *env) balanced() daemon.Status {
 	require.Equal(e.t, st.Ledger.Accepted, sum)
 	return st
 }
+
+// servedOnce starts an echo worker for path, runs one session through it,
+// waits for the ledger to settle, and returns the worker and the daemon's
+// descriptor count then: a baseline with the port open.
+func (e *env) servedOnce(name, path string) (*testutil.Proc, int) {
+	e.t.Helper()
+	w := e.worker(name, "echo", e.route("net.tcp://+:%d"+path))
+	_, err := testutil.NetTCPSession(e.addr(), e.via(path), 5*time.Second, "x")
+	require.NoError(e.t, err)
+	e.balanced()
+	return w, testutil.FDCount(e.t, e.daemon.PID())
+}
