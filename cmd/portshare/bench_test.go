@@ -1,13 +1,17 @@
 package main
 
 import (
+	"context"
 	"net"
+	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/portshare/portshare/loadgen"
 	"github.com/portshare/portshare/sharer/testutil"
 )
 
@@ -144,4 +148,110 @@ func BenchmarkSilentConnections(b *testing.B) {
 		b.ReportMetric(float64(median(during).Microseconds()), "session-µs-held")
 		b.ReportMetric(float64(median(before).Microseconds()), "session-µs-idle")
 	}
+}
+
+// soloWorker starts a reference worker named w on a socket of its own
+// (--listen) and returns its address.
+func soloWorker(b *testing.B, mode string) string {
+	b.Helper()
+	w := testutil.Start(b, nil, "worker", "--listen", "127.0.0.1:0", "--name", "w", "--mode", mode)
+	w.WaitOutput(b, "listening on ", 10*time.Second)
+	out := w.Output()
+	return strings.Fields(out[strings.Index(out, "listening on ")+len("listening on "):])[0]
+}
+
+// wrkRate runs wrk against url and returns its Requests/sec.
+func wrkRate(b *testing.B, wrk string, args ...string) float64 {
+	b.Helper()
+	out, err := exec.Command(wrk, args...).CombinedOutput()
+	if err != nil {
+		b.Fatalf("wrk %v: %v\n%s", args, err, out)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "Requests/sec:"); ok {
+			r, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
+			if err != nil {
+				b.Fatalf("wrk: bad line %q", line)
+			}
+			if strings.Contains(string(out), "Non-2xx") || strings.Contains(string(out), "Socket errors") {
+				b.Logf("wrk reported errors:\n%s", out)
+			}
+			return r
+		}
+	}
+	b.Fatalf("wrk printed no Requests/sec:\n%s", out)
+	return 0
+}
+
+// BenchmarkLoadHTTPvsWrk measures how many requests/s the load generator's
+// open-model HTTP engine gets from one reference http worker (--listen),
+// against wrk with the same number of connections in the same run. The
+// open model is asked for far more than the worker can serve (1e6/s), so
+// the 32-session cap (as wrk's 32 connections) is what limits it. Each
+// invocation does the whole measurement once (about 7 s), whatever b.N:
+//
+//	go test -run '^$' -bench 'LoadHTTPvsWrk|LoadNetTCP5000' -benchtime 1x ./cmd/portshare
+func BenchmarkLoadHTTPvsWrk(b *testing.B) {
+	wrk, err := exec.LookPath("wrk")
+	if err != nil {
+		b.Skip("wrk is not installed")
+	}
+	const conns, run = 32, 3 * time.Second
+	addr := soloWorker(b, "http")
+	url := "http://" + addr + "/"
+	b.ResetTimer()
+	wrkRPS := wrkRate(b, wrk, "-t2", "-c"+strconv.Itoa(conns), "-d"+strconv.Itoa(int(run/time.Second))+"s", url)
+
+	t, err := loadgen.ParseTarget(url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	res, err := loadgen.Run(context.Background(), loadgen.Options{
+		Target: t, Pacer: &loadgen.Constant{Per: 1e6}, Duration: run, MaxInFlight: conns,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.StopTimer()
+	if bad := res.Attempts - res.Outcomes[loadgen.OK]; bad > 0 {
+		b.Logf("portshare load: %d of %d requests not ok: %v %v", bad, res.Attempts, res.Outcomes, res.Errors)
+	}
+	psRPS := float64(res.Outcomes[loadgen.OK]) / float64(res.Duration)
+	b.ReportMetric(wrkRPS, "wrk-req/s")
+	b.ReportMetric(psRPS, "portshare-req/s")
+	b.ReportMetric(psRPS/wrkRPS, "ratio")
+}
+
+// BenchmarkLoadNetTCP5000 runs the open model at 5000 net.tcp sessions/s
+// for 3 s against an echo reference worker (--listen) and reports whether
+// the generator kept the schedule: the rate achieved, the share of sends
+// that started more than 1 ms late, the share of sessions that were ok,
+// and their p99 latency (from the intended send time). One measurement per
+// invocation, whatever b.N:
+//
+//	go test -run '^$' -bench 'LoadHTTPvsWrk|LoadNetTCP5000' -benchtime 1x ./cmd/portshare
+func BenchmarkLoadNetTCP5000(b *testing.B) {
+	addr := soloWorker(b, "echo")
+	t, err := loadgen.ParseTarget("net.tcp://" + addr + "/bench/")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	res, err := loadgen.Run(context.Background(), loadgen.Options{
+		Target: t, Pacer: &loadgen.Constant{Per: 5000}, Duration: 3 * time.Second,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.StopTimer()
+	if res.Attempts == 0 {
+		b.Fatalf("no sessions: %+v", res)
+	}
+	if bad := res.Attempts - res.Outcomes[loadgen.OK]; bad > 0 {
+		b.Logf("%d of %d sessions not ok: %v %v", bad, res.Attempts, res.Outcomes, res.Errors)
+	}
+	b.ReportMetric(res.AchievedRate, "achieved-rate")
+	b.ReportMetric(float64(res.LateSends)/float64(res.Attempts)*100, "late-%")
+	b.ReportMetric(float64(res.Outcomes[loadgen.OK])/float64(res.Attempts)*100, "ok-%")
+	b.ReportMetric(float64(res.Latency.P99), "p99-µs")
 }

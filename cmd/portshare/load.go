@@ -1,0 +1,185 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+	"golang.org/x/term"
+
+	"github.com/portshare/portshare/loadgen"
+)
+
+func newLoadCmd() *cobra.Command {
+	var (
+		target, arrival, jsonPath, send, method string
+		rate, rampTo                            float64
+		concurrency, messages, size, maxIn      int
+		count                                   int64
+		seed                                    uint64
+		duration, hold, sendDelay               time.Duration
+		connectTimeout, timeout, lateAfter      time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "load --target URI (--rate R | --concurrency C) (--duration D | --count N)",
+		Short: "Generate load: net.tcp sessions, HTTP requests or a TCP connection storm",
+		Long: `Generate load against a shared port (or any server) and measure it.
+
+The target's scheme picks the protocol:
+  net.tcp://HOST:PORT/PATH  MC-NMF duplex sessions: preamble (Via = the target),
+                            PreambleAck, --messages round trips of --message-size
+                            bytes, End
+  http://… or https://…     one request per session (keep-alive)
+  tcp://HOST:PORT           a connection storm: connect, --send after
+                            --send-delay, hold --hold, close
+
+--rate is the open model: sessions start at that rate (--arrival constant or
+poisson; --ramp-to ramps linearly to a second rate over --duration) whatever
+the server does, and latency counts from each session's intended start, so a
+stalled server shows up as latency. A send the generator could not make on
+time counts as late. --concurrency is the closed model: C clients, each
+starting its next session when the last one ended (HTTP runs on hey's
+requester).
+
+Every session ends in one outcome: ok, refused, connect_timeout, reset, eof,
+timeout, fault:NAME, http:CODE, protocol_error, client_error, aborted or
+error. A progress line shows on a terminal; the summary goes to stdout;
+--json writes the result file (loadgen/FORMAT.md). Ctrl-C stops early and
+still writes the results.`,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			f := cmd.Flags()
+			if target == "" {
+				return usagef("--target is required, e.g. --target net.tcp://127.0.0.1:8808/orders/")
+			}
+			t, err := loadgen.ParseTarget(target)
+			if err != nil {
+				return usageError{err}
+			}
+			o := loadgen.Options{
+				Target: t, Concurrency: concurrency, Duration: duration, Count: count,
+				Messages: messages, MessageSize: size, Method: method,
+				SendDelay: sendDelay, Hold: hold,
+				ConnectTimeout: connectTimeout, Timeout: timeout, MaxInFlight: maxIn, LateAfter: lateAfter,
+			}
+			if f.Changed("rate") == f.Changed("concurrency") {
+				return usagef("give one of --rate R (open model) and --concurrency C (closed model)")
+			}
+			if !f.Changed("duration") && !f.Changed("count") {
+				return usagef("give --duration D or --count N: a load run must stop by itself")
+			}
+			if f.Changed("rate") {
+				over := duration
+				if rampTo > 0 && over <= 0 {
+					return usagef("--ramp-to ramps over --duration: give --duration")
+				}
+				if o.Pacer, err = loadgen.NewPacer(arrival, rate, rampTo, over, seed); err != nil {
+					return usageError{err}
+				}
+			} else if concurrency < 1 {
+				return usagef("--concurrency must be at least 1, got %d", concurrency)
+			}
+			if send != "" {
+				s, err := strconv.Unquote(`"` + send + `"`)
+				if err != nil {
+					return usagef("--send %q: use Go string escapes (\\x00, \\r\\n)", send)
+				}
+				o.Send = []byte(s)
+			}
+			if t.Protocol != loadgen.TCP && (send != "" || hold > 0 || sendDelay > 0) {
+				return usagef("--send, --send-delay and --hold are for tcp:// connection storms")
+			}
+			raiseNOFILE()
+
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			stderr := cmd.ErrOrStderr()
+			summary := cmd.OutOrStdout()
+			if jsonPath == "-" {
+				summary = stderr
+			}
+			var progress *progressLine
+			if isTerminal(stderr) {
+				progress = &progressLine{w: stderr}
+				o.Progress = progress.show
+			}
+			res, err := loadgen.Run(ctx, o)
+			progress.end()
+			if err != nil {
+				return usageError{err}
+			}
+			if err := loadgen.WriteSummary(summary, res); err != nil {
+				return err
+			}
+			switch jsonPath {
+			case "":
+			case "-":
+				return res.WriteJSON(cmd.OutOrStdout())
+			default:
+				if err := res.WriteFile(jsonPath); err != nil {
+					return fmt.Errorf("writing the results: %v", err)
+				}
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&target, "target", "", "`URI` to load: net.tcp://, http://, https:// or tcp://")
+	f.Float64Var(&rate, "rate", 0, "open model: sessions per second (`R`)")
+	f.StringVar(&arrival, "arrival", "constant", "open-model arrivals: constant or poisson")
+	f.Float64Var(&rampTo, "ramp-to", 0, "open model: ramp the rate linearly to `R2` over --duration")
+	f.Uint64Var(&seed, "seed", 1, "seed of the poisson arrivals")
+	f.IntVar(&concurrency, "concurrency", 0, "closed model: clients (`C`)")
+	f.DurationVar(&duration, "duration", 0, "send for this long (`D`)")
+	f.Int64Var(&count, "count", 0, "send this many sessions (`N`)")
+	f.IntVar(&messages, "messages", 1, "net.tcp: round trips per session (`K`)")
+	f.IntVar(&size, "message-size", 0, "net.tcp: bytes per message (default 64); http: body size with --method POST (`S`)")
+	f.StringVar(&method, "method", "GET", "http: request method")
+	f.StringVar(&send, "send", "", "tcp: bytes to send after connecting (Go escapes)")
+	f.DurationVar(&sendDelay, "send-delay", 0, "tcp: wait this long before --send")
+	f.DurationVar(&hold, "hold", 0, "tcp: keep each connection open this long")
+	f.DurationVar(&connectTimeout, "connect-timeout", 3*time.Second, "give up a connect after this long")
+	f.DurationVar(&timeout, "timeout", 10*time.Second, "give up a session after this long")
+	f.IntVar(&maxIn, "max-inflight", 0, "cap on sessions in flight (default: the open-files limit less 64)")
+	f.DurationVar(&lateAfter, "late-after", time.Millisecond, "a send this far behind its intended time counts as late")
+	f.StringVar(&jsonPath, "json", "", "write the result file to `FILE` (- for stdout; the summary then goes to stderr)")
+	return cmd
+}
+
+// raiseNOFILE lifts the soft open-files limit to the hard one: a load
+// generator's sessions are its descriptors.
+func raiseNOFILE() {
+	var lim unix.Rlimit
+	if unix.Getrlimit(unix.RLIMIT_NOFILE, &lim) == nil && lim.Cur < lim.Max {
+		lim.Cur = lim.Max
+		unix.Setrlimit(unix.RLIMIT_NOFILE, &lim)
+	}
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// progressLine redraws one status line on a terminal.
+type progressLine struct {
+	w     io.Writer
+	drawn bool
+}
+
+func (p *progressLine) show(s loadgen.Snapshot) {
+	fmt.Fprintf(p.w, "\r\033[K%4.0fs  %7.1f/s  ok %d  errors %d  late %d  in flight %d  p99 %s",
+		s.Elapsed.Seconds(), s.Rate, s.OK, s.Errors, s.Late, s.InFlight, loadgen.FormatDuration(s.P99))
+	p.drawn = true
+}
+
+func (p *progressLine) end() {
+	if p != nil && p.drawn {
+		fmt.Fprint(p.w, "\r\033[K")
+	}
+}

@@ -1,0 +1,262 @@
+package main
+
+import (
+	"encoding/json"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/portshare/portshare/loadgen"
+	"github.com/portshare/portshare/sharer/testutil"
+)
+
+// loadRun runs `portshare load ARGS… --json FILE` in-process, requires exit
+// 0, and returns the result file both as a generic document (for the
+// contract's key names) and as a loadgen.Result.
+func loadRun(t *testing.T, args ...string) (map[string]any, *loadgen.Result) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "result.json")
+	start := time.Now()
+	code, out, errs := cli(append(append([]string{"load"}, args...), "--json", path)...)
+	require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", out, errs)
+	require.Less(t, time.Since(start), 8*time.Second, "a short run stays short")
+	assert.Contains(t, out, "outcomes", "the summary goes to stdout")
+	return readResultFile(t, path)
+}
+
+func readResultFile(t *testing.T, path string) (map[string]any, *loadgen.Result) {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	require.NoError(t, err)
+	var doc map[string]any
+	require.NoError(t, json.Unmarshal(raw, &doc), "%s", raw)
+	res, err := loadgen.ReadResult(strings.NewReader(string(raw)))
+	require.NoError(t, err)
+	return doc, res
+}
+
+// requireContractKeys checks the keys SPEC §6 promises in a result file.
+func requireContractKeys(t *testing.T, doc map[string]any) {
+	t.Helper()
+	for _, k := range []string{"outcomes", "latency_us", "target_rate", "achieved_rate", "late_sends"} {
+		require.Contains(t, doc, k)
+	}
+	require.IsType(t, map[string]any{}, doc["outcomes"])
+	for class, n := range doc["outcomes"].(map[string]any) {
+		assert.IsType(t, float64(0), n, "outcomes[%q] is a count", class)
+	}
+	lat, ok := doc["latency_us"].(map[string]any)
+	require.True(t, ok, "latency_us is an object: %v", doc["latency_us"])
+	for _, k := range []string{"p50", "p90", "p99", "p999", "max"} {
+		require.Contains(t, lat, k)
+		assert.IsType(t, float64(0), lat[k], "latency_us.%s", k)
+	}
+	for _, k := range []string{"target_rate", "achieved_rate", "late_sends"} {
+		assert.IsType(t, float64(0), doc[k], k)
+	}
+}
+
+// onlyOutcome asserts that every one of the n sessions ended in class.
+func onlyOutcome(t *testing.T, res *loadgen.Result, class string, n int64) {
+	t.Helper()
+	assert.Equal(t, map[string]int64{class: n}, res.Outcomes, "errors: %v", res.Errors)
+	assert.Equal(t, n, res.Attempts)
+}
+
+func TestLoadNetTCPThroughDaemon(t *testing.T) {
+	e := startEnv(t, "")
+	e.worker("orders", "echo", e.route("net.tcp://+:%d/orders/"))
+	doc, res := loadRun(t, "--target", e.route("net.tcp://127.0.0.1:%d/orders/"),
+		"--rate", "200", "--duration", "1s", "--messages", "2")
+
+	requireContractKeys(t, doc)
+	assert.EqualValues(t, 200, doc["attempts"])
+	assert.EqualValues(t, 200, doc["target_rate"])
+	assert.InDelta(t, 200, doc["achieved_rate"], 1)
+	onlyOutcome(t, res, loadgen.OK, 200)
+	assert.NotEmpty(t, doc["series"])
+	var series int64
+	for _, s := range res.Series {
+		series += s.Attempts
+	}
+	assert.EqualValues(t, 200, series, "the time series counts every attempt")
+	assert.Equal(t, "net.tcp", res.Protocol)
+	assert.Equal(t, "open", res.Model)
+	assert.Equal(t, 2, res.Messages)
+	assert.EqualValues(t, 400, res.Phases[loadgen.PhaseMessage].Count, "two round trips per session")
+	assert.EqualValues(t, 200, res.Latency.Count)
+	assert.Positive(t, res.Latency.P50)
+	assert.LessOrEqual(t, res.Latency.P50, res.Latency.P99)
+	assert.LessOrEqual(t, res.Latency.P99, res.Latency.Max)
+	assert.Empty(t, res.Stopped)
+
+	st := e.balanced()
+	assert.EqualValues(t, 200, st.Ledger.Outcomes["dispatched"], "each session is one hand-off")
+}
+
+func TestLoadNetTCPUnknownRouteIsEndpointNotFound(t *testing.T) {
+	e := startEnv(t, "")
+	e.worker("orders", "echo", e.route("net.tcp://+:%d/orders/"))
+	doc, res := loadRun(t, "--target", e.route("net.tcp://127.0.0.1:%d/billing/"), "--rate", "100", "--count", "30")
+	requireContractKeys(t, doc)
+	onlyOutcome(t, res, loadgen.FaultOutcome("EndpointNotFound"), 30)
+	assert.Contains(t, doc["outcomes"], "fault:EndpointNotFound")
+	st := e.balanced()
+	assert.EqualValues(t, 30, st.Ledger.Outcomes["no_route"])
+}
+
+func TestLoadHTTPThroughDaemon(t *testing.T) {
+	e := startEnv(t, "")
+	e.worker("api", "http", e.route("http://+:%d/api/"))
+
+	doc, res := loadRun(t, "--target", e.route("http://127.0.0.1:%d/api/items"), "--rate", "100", "--count", "50")
+	requireContractKeys(t, doc)
+	onlyOutcome(t, res, loadgen.OK, 50)
+	assert.Equal(t, "portshare", res.Engine)
+
+	doc, res = loadRun(t, "--target", e.route("http://127.0.0.1:%d/nowhere/"), "--rate", "100", "--count", "20")
+	requireContractKeys(t, doc)
+	onlyOutcome(t, res, loadgen.HTTPOutcome(404), 20)
+	assert.Contains(t, doc["outcomes"], "http:404")
+
+	e.balanced()
+}
+
+func TestLoadHTTPClosedModelThroughDaemon(t *testing.T) {
+	e := startEnv(t, "")
+	e.worker("api", "http", e.route("http://+:%d/api/"))
+	const clients = 4
+	doc, res := loadRun(t, "--target", e.route("http://127.0.0.1:%d/api/"), "--concurrency", strconv.Itoa(clients), "--count", "40")
+	requireContractKeys(t, doc)
+	assert.Equal(t, "hey", doc["engine"])
+	assert.Equal(t, "closed", doc["model"])
+	assert.EqualValues(t, clients, doc["concurrency"])
+	onlyOutcome(t, res, loadgen.OK, 40)
+	assert.EqualValues(t, 40, res.Latency.Count)
+	assert.Empty(t, res.Notes, "40 splits evenly over %d clients", clients)
+	// Keep-alive: about one connection (one hand-off) per client; net/http
+	// sometimes dials again when a request beats the last one's connection
+	// back to the idle pool.
+	st := e.balanced()
+	assert.GreaterOrEqual(t, st.Ledger.Outcomes["dispatched"], uint64(clients))
+	assert.LessOrEqual(t, st.Ledger.Outcomes["dispatched"], uint64(40))
+}
+
+func TestLoadClosedPortIsRefused(t *testing.T) {
+	port := testutil.FreePort(t) // nothing listens on it any more
+	for _, target := range []string{"net.tcp://127.0.0.1:%d/x/", "http://127.0.0.1:%d/x/", "tcp://127.0.0.1:%d"} {
+		target = strings.Replace(target, "%d", strconv.Itoa(port), 1)
+		doc, res := loadRun(t, "--target", target, "--rate", "100", "--count", "10")
+		requireContractKeys(t, doc)
+		onlyOutcome(t, res, loadgen.Refused, 10)
+	}
+}
+
+func TestLoadUsageErrorsExit2WithOneLine(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"load", "--rate", "10", "--duration", "1s"}, "--target is required"},
+		{[]string{"load", "--target", "net.tcp://127.0.0.1:1/x/", "--rate", "10", "--concurrency", "2", "--duration", "1s"}, "give one of --rate R (open model) and --concurrency C"},
+		{[]string{"load", "--target", "net.tcp://127.0.0.1:1/x/", "--duration", "1s"}, "give one of --rate R (open model) and --concurrency C"},
+		{[]string{"load", "--target", "net.tcp://127.0.0.1:1/x/", "--rate", "10"}, "give --duration D or --count N"},
+		{[]string{"load", "--target", "ftp://127.0.0.1:21/x", "--rate", "10", "--duration", "1s"}, "the scheme must be net.tcp://, http://, https:// or tcp://"},
+		{[]string{"load", "--target", "net.tcp://127.0.0.1:1/x/", "--rate", "10", "--duration", "1s", "--hold", "1s"}, "--send, --send-delay and --hold are for tcp:// connection storms"},
+		{[]string{"load", "--target", "net.tcp://127.0.0.1:1/x/", "--rate", "-5", "--duration", "1s"}, "rate must be a positive number"},
+		{[]string{"load", "--target", "net.tcp://127.0.0.1:1/x/", "--concurrency", "0", "--duration", "1s"}, "--concurrency must be at least 1"},
+		{[]string{"load", "--target", "net.tcp://127.0.0.1:1/x/", "--rate", "10", "--duration", "1s", "--arrival", "bursty"}, `arrival "bursty"`},
+		{[]string{"load", "--target", "net.tcp://127.0.0.1:1/x/", "--rate", "10", "--duration", "nope"}, "invalid argument"},
+	} {
+		start := time.Now()
+		code, out, errs := cli(tc.args...)
+		assert.Equal(t, 2, code, "%v: %s", tc.args, errs)
+		assert.Contains(t, errs, tc.want, "%v", tc.args)
+		assert.Equal(t, 1, strings.Count(strings.TrimSpace(errs), "\n")+1, "one line: %q", errs)
+		assert.True(t, strings.HasPrefix(errs, "portshare: "), "%q", errs)
+		assert.Empty(t, out, "%v: nothing runs", tc.args)
+		assert.Less(t, time.Since(start), time.Second, "%v: nothing is sent", tc.args)
+	}
+}
+
+// silentServer accepts connections and never answers; it closes them when
+// the test ends.
+type silentServer struct {
+	ln       net.Listener
+	mu       sync.Mutex
+	conns    []net.Conn
+	accepted chan struct{} // closed at the first connection
+	wg       sync.WaitGroup
+}
+
+func newSilentServer(t *testing.T) *silentServer {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	s := &silentServer{ln: ln, accepted: make(chan struct{})}
+	s.wg.Go(func() {
+		var once sync.Once
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s.mu.Lock()
+			s.conns = append(s.conns, c)
+			s.mu.Unlock()
+			once.Do(func() { close(s.accepted) })
+		}
+	})
+	t.Cleanup(func() {
+		ln.Close()
+		s.wg.Wait()
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for _, c := range s.conns {
+			c.Close()
+		}
+	})
+	return s
+}
+
+func (s *silentServer) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
+func TestLoadCtrlCStopsAndStillWritesResults(t *testing.T) {
+	srv := newSilentServer(t)
+	path := filepath.Join(t.TempDir(), "result.json")
+	p := testutil.Start(t, nil, "load", "--target", "net.tcp://"+srv.ln.Addr().String()+"/orders/",
+		"--rate", "50", "--duration", "30s", "--json", path)
+	select {
+	case <-srv.accepted: // the run has started, so its signal handler is in place
+	case <-time.After(5 * time.Second):
+		t.Fatalf("no connection from the load generator; output:\n%s", p.Output())
+	}
+	time.Sleep(time.Second)
+	p.Signal(syscall.SIGINT)
+	sent := time.Now()
+	require.Equal(t, 0, p.Wait(5*time.Second), "exit code after Ctrl-C (-1: still running); output:\n%s", p.Output())
+	assert.Less(t, time.Since(sent), 3*time.Second, "stops within the 1 s grace and a little")
+	assert.Contains(t, p.Output(), "stopped")
+
+	doc, res := readResultFile(t, path)
+	requireContractKeys(t, doc)
+	assert.Equal(t, "interrupted", doc["stopped"])
+	require.Contains(t, doc["outcomes"], "aborted")
+	assert.Equal(t, res.Attempts, res.Outcomes[loadgen.Aborted], "every session hung, so every one was aborted: %v", res.Outcomes)
+	assert.Greater(t, res.Attempts, int64(40), "about 50/s for over a second")
+	assert.Less(t, res.Attempts, int64(200), "sending stopped at the signal")
+	testutil.Eventually(t, step, func() bool { return int64(srv.count()) == res.Attempts }, "one connection per session: %d accepted, %d attempts", srv.count(), res.Attempts)
+	assert.Less(t, float64(res.Window), 10.0, "the send window ends at the signal, not at --duration")
+}

@@ -1,0 +1,88 @@
+package loadgen
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"net/url"
+	"time"
+
+	"github.com/portshare/portshare/sharer/nmf"
+)
+
+// netTCPSession is an MC-NMF duplex session, as a WCF NetTcpBinding client
+// opens one: the preamble with the target as Via (binary-session
+// encoding), PreambleAck, Messages SizedEnvelope round trips, End.
+type netTCPSession struct {
+	addr     string
+	preamble []byte
+	payload  []byte
+	messages int
+	dialer   net.Dialer
+	timeout  time.Duration
+}
+
+func newNetTCPSession(o Options) *netTCPSession {
+	via := o.Target.URI
+	if u, err := url.Parse(via); err == nil {
+		u.Scheme = "net.tcp" // as written, whatever its case
+		via = u.String()
+	}
+	return &netTCPSession{
+		addr:     o.Target.Addr,
+		preamble: nmf.AppendPreamble(nil, nmf.Preamble{Major: 1, Mode: nmf.ModeDuplex, Via: via, Encoding: nmf.EncodingBinarySession}),
+		payload:  bytes.Repeat([]byte{'x'}, o.MessageSize),
+		messages: o.Messages,
+		dialer:   net.Dialer{Timeout: o.ConnectTimeout},
+		timeout:  o.Timeout,
+	}
+}
+
+func (s *netTCPSession) Run(ctx context.Context, ph *Phases) (string, error) {
+	c, err := dial(ctx, &s.dialer, s.addr, ph)
+	if err != nil {
+		return Classify(err), err
+	}
+	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	t0 := time.Now()
+	c.SetDeadline(t0.Add(s.timeout))
+	sess, err := nmf.OpenWith(c, s.preamble)
+	if err != nil {
+		return classifyNMF(err), err
+	}
+	ph.Handshake = time.Since(t0)
+	for range s.messages {
+		m0 := time.Now()
+		if _, err := sess.RoundTrip(s.payload); err != nil {
+			return classifyNMF(err), err
+		}
+		ph.Message(time.Since(m0))
+	}
+	if err := sess.End(); err != nil {
+		return classifyNMF(err), err
+	}
+	return OK, nil
+}
+
+// classifyNMF classifies a session error: what is not an I/O error is a
+// record that breaks the framing.
+func classifyNMF(err error) string {
+	if c := Classify(err); c != Error {
+		return c
+	}
+	return ProtocolError
+}
+
+// dial connects to addr and reports the connect phase; its errors are
+// marked as connect errors for Classify.
+func dial(ctx context.Context, d *net.Dialer, addr string, ph *Phases) (net.Conn, error) {
+	t0 := time.Now()
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, dialError{err}
+	}
+	ph.Connect = time.Since(t0)
+	return c, nil
+}

@@ -1,0 +1,279 @@
+package loadgen
+
+import (
+	"bytes"
+	"compress/zlib"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	hdr "github.com/HdrHistogram/hdrhistogram-go"
+)
+
+// FormatVersion is the version of the result file format (FORMAT.md).
+const FormatVersion = 1
+
+// Result is what a run measured; its JSON form is the result file
+// (FORMAT.md) that reports and comparisons read.
+type Result struct {
+	Version  int    `json:"version"`
+	Target   string `json:"target"`
+	Protocol string `json:"protocol"`
+	Engine   string `json:"engine"` // "portshare", or "hey" for closed-model HTTP
+	Model    string `json:"model"`  // "open" or "closed"
+	Arrival  string `json:"arrival,omitempty"`
+
+	TargetRate   float64 `json:"target_rate"`           // mean intended arrival rate (open model), sessions/s
+	AchievedRate float64 `json:"achieved_rate"`         // sessions started per second of the send window
+	Concurrency  int     `json:"concurrency,omitempty"` // closed model
+	LateSends    int64   `json:"late_sends"`            // open model: started late, or never (Unsent)
+	Unsent       int64   `json:"unsent"`                // arrivals due in the run that were never sent
+	Attempts     int64   `json:"attempts"`              // sessions started
+	MaxInFlight  int     `json:"max_in_flight"`         // the cap on sessions in flight
+	Messages     int     `json:"messages,omitempty"`
+	MessageSize  int     `json:"message_size,omitempty"`
+
+	Started  time.Time `json:"started"`
+	Duration Seconds   `json:"duration_s"` // start → last outcome
+	Window   Seconds   `json:"send_window_s"`
+	Stopped  string    `json:"stopped,omitempty"` // why the run ended early, if it did
+
+	Outcomes map[string]int64    `json:"outcomes"`
+	Latency  Latency             `json:"latency_us"` // = Phases["session"] without its histogram
+	Phases   map[string]*Latency `json:"phases"`
+	Series   []Second            `json:"series"`
+	Errors   map[string]int64    `json:"errors,omitempty"` // samples of error messages
+	Notes    []string            `json:"notes,omitempty"`
+}
+
+// Seconds is a duration written as a number of seconds.
+type Seconds float64
+
+func (s Seconds) D() time.Duration { return time.Duration(float64(s) * float64(time.Second)) }
+
+// Latency summarises one histogram in microseconds and, in Phases, carries
+// the histogram itself (HdrHistogram's V2 compressed encoding, base64) so
+// that results can be merged and re-read exactly.
+type Latency struct {
+	Count int64   `json:"count"`
+	Min   int64   `json:"min"`
+	Mean  float64 `json:"mean"`
+	P50   int64   `json:"p50"`
+	P90   int64   `json:"p90"`
+	P99   int64   `json:"p99"`
+	P999  int64   `json:"p999"`
+	Max   int64   `json:"max"`
+	Hist  string  `json:"hdr,omitempty"`
+
+	h *hdr.Histogram
+}
+
+func newLatency(h *hdr.Histogram) *Latency {
+	l := &Latency{
+		Count: h.TotalCount(), Min: h.Min(), Mean: h.Mean(), Max: h.Max(),
+		P50: h.ValueAtQuantile(50), P90: h.ValueAtQuantile(90), P99: h.ValueAtQuantile(99), P999: h.ValueAtQuantile(99.9),
+		h: h,
+	}
+	if enc, err := h.Encode(hdr.V2CompressedEncodingCookieBase); err == nil {
+		l.Hist = string(enc)
+	}
+	return l
+}
+
+// Histogram returns the latency histogram (microseconds), decoding it
+// from the file if need be.
+func (l *Latency) Histogram() (*hdr.Histogram, error) {
+	if l.h != nil {
+		return l.h, nil
+	}
+	h, err := decodeHist(l.Hist)
+	if err != nil {
+		return nil, err
+	}
+	l.h = h
+	return h, nil
+}
+
+// decodeHist decodes an encoded histogram from a file that may be damaged:
+// the library indexes its input without checking its length.
+func decodeHist(s string) (h *hdr.Histogram, err error) {
+	if s == "" {
+		return newHist(histDigits), nil
+	}
+	if err := checkHistShape(s); err != nil {
+		return nil, fmt.Errorf("histogram: %v", err)
+	}
+	defer func() {
+		if recover() != nil {
+			h, err = nil, fmt.Errorf("histogram: damaged HdrHistogram encoding")
+		}
+	}()
+	return hdr.Decode([]byte(s))
+}
+
+// maxHistPayload bounds a histogram's decompressed size: ours take well
+// under a megabyte.
+const maxHistPayload = 4 << 20
+
+// checkHistShape checks, before the library allocates anything, that s is
+// a V2 compressed histogram of this format's range and precision whose
+// payload is not a decompression bomb.
+func checkHistShape(s string) error {
+	raw, err := base64.StdEncoding.DecodeString(s)
+	if err != nil || len(raw) < 8 {
+		return fmt.Errorf("not an HdrHistogram V2 compressed encoding")
+	}
+	n := binary.BigEndian.Uint32(raw[4:8])
+	if int64(n) > int64(len(raw)-8) {
+		return fmt.Errorf("truncated")
+	}
+	z, err := zlib.NewReader(bytes.NewReader(raw[8 : 8+n]))
+	if err != nil {
+		return fmt.Errorf("damaged compression: %v", err)
+	}
+	defer z.Close()
+	plain, err := io.ReadAll(io.LimitReader(z, maxHistPayload+1))
+	if err != nil || len(plain) < 40 || len(plain) > maxHistPayload {
+		return fmt.Errorf("damaged or oversized payload")
+	}
+	digits := int32(binary.BigEndian.Uint32(plain[12:16]))
+	lowest := int64(binary.BigEndian.Uint64(plain[16:24]))
+	highest := int64(binary.BigEndian.Uint64(plain[24:32]))
+	if digits != histDigits || lowest != histMin || highest != histMax {
+		return fmt.Errorf("range %d–%d with %d digits, not this format's %d–%d with %d", lowest, highest, digits, histMin, histMax, histDigits)
+	}
+	return nil
+}
+
+// WriteJSON writes r as a result file.
+func (r *Result) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
+}
+
+// WriteFile writes r to path.
+func (r *Result) WriteFile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := r.WriteJSON(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// ReadResult reads a result file and checks its version and histograms.
+func ReadResult(rd io.Reader) (*Result, error) {
+	var r Result
+	if err := json.NewDecoder(rd).Decode(&r); err != nil {
+		return nil, fmt.Errorf("result file: %v", err)
+	}
+	if r.Version != FormatVersion {
+		return nil, fmt.Errorf("result file: format version %d, this build reads %d", r.Version, FormatVersion)
+	}
+	for i, s := range r.Series {
+		if s.T != i {
+			return nil, fmt.Errorf("result file: series point %d is for second %d; points are one per second from 0", i, s.T)
+		}
+	}
+	for name, l := range r.Phases {
+		if l == nil {
+			return nil, fmt.Errorf("result file: phase %q is null", name)
+		}
+		if _, err := l.Histogram(); err != nil {
+			return nil, fmt.Errorf("result file: phase %q: %v", name, err)
+		}
+	}
+	return &r, nil
+}
+
+// Merge combines results of runs of the same kind (repetitions, or the
+// pieces of a sweep run on several machines) into one: outcome counts and
+// histograms add up exactly, time series add second by second, rates add
+// (runs are taken to have run side by side).
+func Merge(rs ...*Result) (*Result, error) {
+	if len(rs) == 0 {
+		return nil, fmt.Errorf("merge: no results")
+	}
+	first := rs[0]
+	m := &Result{
+		Version: FormatVersion, Target: first.Target, Protocol: first.Protocol, Engine: first.Engine,
+		Model: first.Model, Arrival: first.Arrival, Messages: first.Messages, MessageSize: first.MessageSize,
+		Started: first.Started, Outcomes: map[string]int64{}, Phases: map[string]*Latency{},
+	}
+	hists := map[string]*hdr.Histogram{}
+	for _, r := range rs {
+		if r.Protocol != first.Protocol || r.Model != first.Model {
+			return nil, fmt.Errorf("merge: %s %s results and %s %s results do not mix", first.Model, first.Protocol, r.Model, r.Protocol)
+		}
+		if r.Started.Before(m.Started) {
+			m.Started = r.Started
+		}
+		m.TargetRate += r.TargetRate
+		m.AchievedRate += r.AchievedRate
+		m.Concurrency += r.Concurrency
+		m.LateSends += r.LateSends
+		m.Unsent += r.Unsent
+		m.Attempts += r.Attempts
+		m.MaxInFlight += r.MaxInFlight
+		m.Duration = max(m.Duration, r.Duration)
+		m.Window = max(m.Window, r.Window)
+		for o, n := range r.Outcomes {
+			m.Outcomes[o] += n
+		}
+		for msg, n := range r.Errors {
+			if m.Errors == nil {
+				m.Errors = map[string]int64{}
+			}
+			m.Errors[msg] += n
+		}
+		m.Notes = append(m.Notes, r.Notes...)
+		for name, l := range r.Phases {
+			h, err := l.Histogram()
+			if err != nil {
+				return nil, fmt.Errorf("merge: phase %q: %v", name, err)
+			}
+			if hists[name] == nil {
+				hists[name] = newHist(histDigits)
+			}
+			hists[name].Merge(h)
+		}
+		for _, s := range r.Series {
+			for len(m.Series) <= s.T {
+				m.Series = append(m.Series, Second{T: len(m.Series)})
+			}
+			d := &m.Series[s.T]
+			d.Attempts += s.Attempts
+			d.Late += s.Late
+			d.OK += s.OK
+			d.Errors += s.Errors
+			d.InFlight += s.InFlight
+			// Percentiles do not add: keep the worst second's.
+			d.P50us = max(d.P50us, s.P50us)
+			d.P99us = max(d.P99us, s.P99us)
+			if len(s.Outcomes) > 0 {
+				if d.Outcomes == nil {
+					d.Outcomes = map[string]int64{}
+				}
+				for o, n := range s.Outcomes {
+					d.Outcomes[o] += n
+				}
+			}
+		}
+	}
+	for name, h := range hists {
+		m.Phases[name] = newLatency(h)
+	}
+	if s := m.Phases[PhaseSession]; s != nil {
+		m.Latency = *s
+		m.Latency.Hist = ""
+	}
+	return m, nil
+}

@@ -1,0 +1,387 @@
+package loadgen
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Options describe a run. Exactly one of Pacer (open model) and
+// Concurrency (closed model) is set, and at least one of Duration and
+// Count bounds the run.
+type Options struct {
+	Target Target
+
+	// Pacer paces arrivals in the open model: sessions start at the
+	// Pacer's times whatever the responses do.
+	Pacer Pacer
+	// Concurrency is the closed model: this many clients, each starting
+	// its next session when the last one ended.
+	Concurrency int
+
+	Duration time.Duration // stop sending after this long
+	Count    int64         // stop after this many sessions
+
+	Messages    int    // net.tcp: round trips per session (default 1)
+	MessageSize int    // net.tcp: bytes per message (default 64); http: request body size with a body method
+	Method      string // http: request method (default GET)
+
+	// Connection storm (tcp://): what each connection does after connecting.
+	Send      []byte        // bytes to send, if any, after SendDelay
+	SendDelay time.Duration //
+	Hold      time.Duration // keep the connection open this long, then close it
+
+	ConnectTimeout time.Duration // connect(2), default 3s: SYNs dropped by a full backlog are retried at 1s and 3s
+	Timeout        time.Duration // a whole session, default 10s
+
+	// MaxInFlight caps sessions in flight so that a dead target cannot
+	// exhaust the client's descriptors. Default: RLIMIT_NOFILE less 64.
+	// In the open model an arrival that finds the cap full waits for a
+	// slot and is sent late.
+	MaxInFlight int
+	// LateAfter is how far behind its intended time a send may start before
+	// it counts as late (default 1ms).
+	LateAfter time.Duration
+	// Grace is how long sessions in flight may go on after ctx is done
+	// before they are cut short as aborted (default 1s).
+	Grace time.Duration
+
+	// Progress, if set, is called about once a second from one goroutine.
+	Progress func(Snapshot)
+}
+
+func (o *Options) defaults() error {
+	if (o.Pacer == nil) == (o.Concurrency <= 0) {
+		return fmt.Errorf("give either a rate (open model) or a concurrency (closed model)")
+	}
+	if o.Duration <= 0 && o.Count <= 0 {
+		return fmt.Errorf("give a duration or a count: a load run must stop by itself")
+	}
+	if o.Duration < 0 || o.Count < 0 || o.Messages < 0 || o.MessageSize < 0 || o.Hold < 0 || o.SendDelay < 0 {
+		return fmt.Errorf("durations, counts and sizes cannot be negative")
+	}
+	if o.Messages == 0 {
+		o.Messages = 1
+	}
+	if o.MessageSize == 0 && o.Target.Protocol == NetTCP {
+		o.MessageSize = 64
+	}
+	if o.Method == "" {
+		o.Method = "GET"
+	}
+	if o.ConnectTimeout <= 0 {
+		o.ConnectTimeout = 3 * time.Second
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 10 * time.Second
+	}
+	if o.LateAfter <= 0 {
+		o.LateAfter = time.Millisecond
+	}
+	if o.Grace <= 0 {
+		o.Grace = time.Second
+	}
+	if o.MaxInFlight <= 0 {
+		o.MaxInFlight = 1024
+		var lim unix.Rlimit
+		if unix.Getrlimit(unix.RLIMIT_NOFILE, &lim) == nil && lim.Cur > 128 {
+			o.MaxInFlight = int(min(lim.Cur-64, 1<<20))
+		}
+	}
+	if o.Concurrency > o.MaxInFlight {
+		return fmt.Errorf("concurrency %d is above the cap of %d sessions in flight (raise the open-files limit, ulimit -n)", o.Concurrency, o.MaxInFlight)
+	}
+	return nil
+}
+
+// A Session runs one client session of a protocol against the target. It
+// reports its phases to ph and returns its outcome class and, for a
+// failure, the error behind it. It gives up when ctx is done.
+type Session interface {
+	Run(ctx context.Context, ph *Phases) (outcome string, err error)
+}
+
+// Run runs the load that o describes and returns what it measured. It
+// returns an error only for bad options; whatever the target does is in
+// the Result. When ctx is done Run stops sending, gives the sessions in
+// flight Options.Grace to end, aborts the rest, and still returns the
+// Result (with Stopped set).
+func Run(ctx context.Context, o Options) (*Result, error) {
+	if err := o.defaults(); err != nil {
+		return nil, err
+	}
+	if o.Target.Protocol == HTTP && o.Pacer == nil {
+		return runHey(ctx, o)
+	}
+	sess, closeSess, err := newSession(o)
+	if err != nil {
+		return nil, err
+	}
+	defer closeSess()
+	e := newEngine(ctx, o, "portshare")
+	defer e.close()
+	if o.Pacer != nil {
+		e.open(sess)
+	} else {
+		e.closed(sess)
+	}
+	return e.finish(), nil
+}
+
+func newSession(o Options) (Session, func(), error) {
+	switch o.Target.Protocol {
+	case NetTCP:
+		return newNetTCPSession(o), func() {}, nil
+	case HTTP:
+		s := newHTTPSession(o)
+		return s, s.close, nil
+	case TCP:
+		return newStormSession(o), func() {}, nil
+	}
+	return nil, nil, fmt.Errorf("target %q: unknown protocol %q", o.Target.URI, o.Target.Protocol)
+}
+
+// engine is one run in progress.
+type engine struct {
+	o       Options
+	ctx     context.Context // the caller's: done means stop sending
+	start   time.Time
+	rec     *Recorder
+	name    string
+	sendEnd time.Time // when the last session was started
+	unsent  int64
+	stopped string
+
+	sessCtx    context.Context // the sessions': cancelled Grace after ctx
+	cancelSess context.CancelFunc
+	wg         sync.WaitGroup
+	tickDone   chan struct{}
+	tickWG     sync.WaitGroup
+}
+
+func newEngine(ctx context.Context, o Options, name string) *engine {
+	e := &engine{o: o, ctx: ctx, start: time.Now(), name: name, tickDone: make(chan struct{})}
+	e.rec = NewRecorder(e.start)
+	e.sessCtx, e.cancelSess = context.WithCancel(context.WithoutCancel(ctx))
+	e.tickWG.Go(e.tick)
+	return e
+}
+
+// tick closes seconds of the time series and reports progress.
+func (e *engine) tick() {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case now := <-t.C:
+			snap := e.rec.Tick(now)
+			if e.o.Progress != nil {
+				e.o.Progress(snap)
+			}
+		case <-e.tickDone:
+			return
+		}
+	}
+}
+
+// sendDeadline is the channel that closes when the send window is over.
+func (e *engine) sendDeadline() (<-chan time.Time, func()) {
+	if e.o.Duration <= 0 {
+		return nil, func() {}
+	}
+	t := time.NewTimer(time.Until(e.start.Add(e.o.Duration)))
+	return t.C, func() { t.Stop() }
+}
+
+// launch runs one session in its own goroutine; intended is when it was
+// meant to start. release is called when it ends.
+func (e *engine) launch(sess Session, intended time.Time, release func()) {
+	e.rec.inFlight.Add(1)
+	e.wg.Go(func() {
+		defer release()
+		defer e.rec.inFlight.Add(-1)
+		ph := Phases{rec: e.rec}
+		outcome, err := sess.Run(e.sessCtx, &ph)
+		if outcome != OK && e.sessCtx.Err() != nil {
+			outcome = Aborted
+		}
+		end := time.Now()
+		e.rec.Finished(end, end.Sub(intended), outcome, &ph, err)
+	})
+}
+
+// open is the open model: arrivals at the Pacer's times. An arrival that
+// finds MaxInFlight sessions in flight waits for one to end; either way
+// its latency counts from its intended time.
+func (e *engine) open(sess Session) {
+	slots := make(chan struct{}, e.o.MaxInFlight)
+	release := func() { <-slots }
+	deadline, stopDeadline := e.sendDeadline()
+	defer stopDeadline()
+	sleep := newSleeper()
+	defer sleep.close()
+	for n := int64(0); e.o.Count == 0 || n < e.o.Count; n++ {
+		at := e.o.Pacer.Next()
+		if e.o.Duration > 0 && at >= e.o.Duration {
+			break
+		}
+		intended := e.start.Add(at)
+		if !sleep.until(e.ctx, intended) {
+			e.stopped = "interrupted"
+			return
+		}
+		select {
+		case slots <- struct{}{}:
+		default:
+			select {
+			case slots <- struct{}{}:
+			case <-deadline:
+				e.countUnsent(n, at)
+				e.stopped = fmt.Sprintf("%d sessions in flight (the cap) until the end of the run", e.o.MaxInFlight)
+				return
+			case <-e.ctx.Done():
+				e.stopped = "interrupted"
+				return
+			}
+		}
+		now := time.Now()
+		e.rec.Started(now, now.Sub(intended) > e.o.LateAfter)
+		e.sendEnd = now
+		e.launch(sess, intended, release)
+	}
+}
+
+// countUnsent counts the arrivals from the n-th (due at offset at) to the
+// end of the run that were never sent.
+func (e *engine) countUnsent(n int64, at time.Duration) {
+	due := int64(-1)
+	if p, ok := e.o.Pacer.(interface{ due(time.Duration) int64 }); ok {
+		due = p.due(e.o.Duration)
+	} else {
+		for due = n; at < e.o.Duration; due++ {
+			at = e.o.Pacer.Next()
+		}
+	}
+	if e.o.Count > 0 {
+		due = min(due, e.o.Count)
+	}
+	e.unsent = max(due-n, 0)
+}
+
+// closed is the closed model: Concurrency clients, each starting a session
+// as soon as its last one ended. Latency counts from each session's start.
+func (e *engine) closed(sess Session) {
+	var issued atomic.Int64
+	deadline, stopDeadline := e.sendDeadline()
+	defer stopDeadline()
+	stop := make(chan struct{})
+	var stopOnce sync.Once
+	var clients sync.WaitGroup
+	for range e.o.Concurrency {
+		clients.Go(func() {
+			done := make(chan struct{}, 1)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if e.o.Count > 0 && issued.Add(1) > e.o.Count {
+					return
+				}
+				now := time.Now()
+				e.rec.Started(now, false)
+				e.launch(sess, now, func() { done <- struct{}{} })
+				<-done
+			}
+		})
+	}
+	finished := make(chan struct{})
+	go func() { clients.Wait(); close(finished) }()
+	select {
+	case <-finished:
+	case <-deadline:
+	case <-e.ctx.Done():
+		e.stopped = "interrupted"
+	}
+	stopOnce.Do(func() { close(stop) })
+	e.sendEnd = time.Now()
+	e.waitInFlight()
+	<-finished
+}
+
+// waitInFlight waits for the sessions in flight; once ctx is done they get
+// Grace before they are aborted.
+func (e *engine) waitInFlight() {
+	done := make(chan struct{})
+	go func() { e.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return
+	case <-e.ctx.Done():
+		if e.stopped == "" {
+			e.stopped = "interrupted"
+		}
+	}
+	grace := time.NewTimer(e.o.Grace)
+	defer grace.Stop()
+	select {
+	case <-done:
+	case <-grace.C:
+		e.cancelSess()
+		<-done
+	}
+}
+
+// finish waits for the sessions in flight and builds the Result.
+func (e *engine) finish() *Result {
+	e.waitInFlight()
+	end := time.Now()
+	res := e.rec.result(end)
+	o := e.o
+	res.Version = FormatVersion
+	res.Target, res.Protocol, res.Engine = o.Target.URI, o.Target.Protocol, e.name
+	res.Started = e.start
+	res.Duration = Seconds(end.Sub(e.start).Seconds())
+	res.MaxInFlight = o.MaxInFlight
+	if o.Target.Protocol == NetTCP {
+		res.Messages, res.MessageSize = o.Messages, o.MessageSize
+	}
+	res.Unsent = e.unsent
+	res.LateSends += e.unsent
+	res.Stopped = e.stopped
+	window := max(e.sendEnd.Sub(e.start), 0)
+	if o.Pacer != nil {
+		res.Model, res.Arrival = "open", o.Pacer.String()
+		switch {
+		case e.stopped == "interrupted":
+		case o.Duration > 0:
+			window = o.Duration
+		default:
+			// Count-bounded: the window ends when the next arrival would
+			// have been due, so N sends at rate R take N/R.
+			window = max(window, o.Pacer.Next())
+		}
+		res.TargetRate = o.Pacer.Rate(0)
+		if _, ramp := o.Pacer.(*Ramp); ramp && window > 0 {
+			res.TargetRate = float64(res.Attempts+res.Unsent) / window.Seconds()
+		}
+	} else {
+		res.Model, res.Concurrency = "closed", o.Concurrency
+	}
+	res.Window = Seconds(window.Seconds())
+	if window > 0 {
+		res.AchievedRate = float64(res.Attempts) / window.Seconds()
+	}
+	return res
+}
+
+func (e *engine) close() {
+	e.cancelSess()
+	close(e.tickDone)
+	e.tickWG.Wait()
+}
