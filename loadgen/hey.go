@@ -51,7 +51,9 @@ const heyTemplate = `{{ range $i, $l := .Lats }}r {{ $l }} {{ index $.ConnLats $
 //     client's CheckRedirect), so redirects are followed, as net/http
 //     does by default and as the open model does too;
 //   - one Work runs once; its keep-alive connections outlive Run: we track
-//     them through a trace hook and close them.
+//     them through a trace hook and close them. A connection it dialed for
+//     a request that another connection served first never reaches the
+//     hook: it stays idle until the server closes it or the process exits.
 func runHey(ctx context.Context, o Options) (*Result, error) {
 	c := o.Concurrency
 	n := int64(heyMaxResults) / int64(c) * int64(c)
