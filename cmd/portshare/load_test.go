@@ -260,3 +260,19 @@ func TestLoadCtrlCStopsAndStillWritesResults(t *testing.T) {
 	testutil.Eventually(t, step, func() bool { return int64(srv.count()) == res.Attempts }, "one connection per session: %d accepted, %d attempts", srv.count(), res.Attempts)
 	assert.Less(t, float64(res.Window), 10.0, "the send window ends at the signal, not at --duration")
 }
+
+func TestLoadProgressLineRedrawsOneLine(t *testing.T) {
+	var buf strings.Builder
+	p := &progressLine{w: &buf}
+	p.show(loadgen.Snapshot{Elapsed: 3 * time.Second, Rate: 199.5, OK: 597, Errors: 2, Late: 1, InFlight: 4, P99: 1500 * time.Microsecond})
+	p.show(loadgen.Snapshot{Elapsed: 4 * time.Second, Rate: 200, OK: 797, Errors: 2, InFlight: 3, P99: 900 * time.Microsecond})
+	p.end()
+	out := buf.String()
+	assert.NotContains(t, out, "\n", "one line, redrawn in place")
+	assert.Contains(t, out, "\r\033[K   3s    199.5/s  ok 597  errors 2  late 1  in flight 4  p99 1.5ms")
+	assert.True(t, strings.HasSuffix(out, "\r\033[K"), "the line is cleared before the summary")
+
+	var quiet *progressLine // not a terminal: no progress at all
+	quiet.end()
+	assert.False(t, isTerminal(&buf))
+}
