@@ -137,8 +137,7 @@ func (s *httpSession) exchange(ctx context.Context, c *httpConn, ph *Phases, sta
 			c.Close()
 		}
 	}()
-	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
+	defer interruptOnDone(ctx, c)()
 	c.SetDeadline(start.Add(s.timeout))
 	if _, err := c.Write(s.wire); err != nil {
 		return classifyHTTP(err), err, reusedAndClosed(err)

@@ -39,13 +39,11 @@ func newNetTCPSession(o Options) *netTCPSession {
 }
 
 func (s *netTCPSession) Run(ctx context.Context, ph *Phases) (string, error) {
-	c, err := dial(ctx, &s.dialer, s.addr, ph)
+	c, done, err := open(ctx, &s.dialer, s.addr, ph)
 	if err != nil {
 		return Classify(err), err
 	}
-	defer c.Close()
-	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
+	defer done()
 	t0 := time.Now()
 	c.SetDeadline(t0.Add(s.timeout))
 	sess, err := nmf.OpenWith(c, s.preamble)
@@ -85,4 +83,21 @@ func dial(ctx context.Context, d *net.Dialer, addr string, ph *Phases) (net.Conn
 	}
 	ph.Connect = time.Since(t0)
 	return c, nil
+}
+
+// open dials a session's own connection and makes ctx's end interrupt any
+// I/O on it (a deadline in the past). done closes it.
+func open(ctx context.Context, d *net.Dialer, addr string, ph *Phases) (c net.Conn, done func(), err error) {
+	c, err = dial(ctx, d, addr, ph)
+	if err != nil {
+		return nil, nil, err
+	}
+	stop := interruptOnDone(ctx, c)
+	return c, func() { stop(); c.Close() }, nil
+}
+
+// interruptOnDone makes ctx's end fail c's pending and later I/O; the
+// returned func undoes that.
+func interruptOnDone(ctx context.Context, c net.Conn) func() bool {
+	return context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
 }

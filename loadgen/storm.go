@@ -24,13 +24,11 @@ func newStormSession(o Options) *stormSession {
 }
 
 func (s *stormSession) Run(ctx context.Context, ph *Phases) (string, error) {
-	c, err := dial(ctx, &s.dialer, s.addr, ph)
+	c, done, err := open(ctx, &s.dialer, s.addr, ph)
 	if err != nil {
 		return Classify(err), err
 	}
-	defer c.Close()
-	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
+	defer done()
 	if len(s.send) > 0 {
 		if err := sleep(ctx, s.sendDelay); err != nil {
 			return Aborted, err
