@@ -48,20 +48,21 @@ const heyTemplate = `{{ range $i, $l := .Lats }}r {{ $l }} {{ index $.ConnLats $
 //   - failed requests are reported by message only, without times: they
 //     count in the outcomes, not in the latencies or the time series;
 //   - its DisableRedirects option races (every worker sets the shared
-//     client's CheckRedirect), so redirects are followed, as net/http
-//     does by default and as the open model does too;
+//     client's CheckRedirect), so redirects are followed, where the open
+//     model counts a 3xx as http:3xx (FORMAT.md says so);
 //   - one Work runs once; its keep-alive connections outlive Run: we track
 //     them through a trace hook and close them. A connection it dialed for
 //     a request that another connection served first never reaches the
 //     hook: it stays idle until the server closes it or the process exits.
 func runHey(ctx context.Context, o Options) (*Result, error) {
 	c := o.Concurrency
-	n := int64(heyMaxResults) / int64(c) * int64(c)
+	limit := int64(heyMaxResults) / int64(c) * int64(c)
+	n := limit
 	if o.Count > 0 {
-		if o.Count > heyMaxResults {
-			return nil, fmt.Errorf("closed-model HTTP runs on hey, which keeps every result in memory: --count is limited to %d (use --rate for longer runs)", heyMaxResults)
-		}
 		n = (o.Count + int64(c) - 1) / int64(c) * int64(c)
+		if n > limit {
+			return nil, optionsErrorf("closed-model HTTP runs on hey, which keeps at most %d results: with %d clients the count is limited to %d (use --rate for longer runs)", heyMaxResults, c, limit)
+		}
 	}
 	var body []byte
 	if bodyMethod(o.Method) {
@@ -69,7 +70,7 @@ func runHey(ctx context.Context, o Options) (*Result, error) {
 	}
 	base, err := http.NewRequest(o.Method, httpURL(o.Target), nil)
 	if err != nil {
-		return nil, fmt.Errorf("target %q: %v", o.Target.URI, err)
+		return nil, optionsErrorf("target %q: %v", o.Target.URI, err)
 	}
 
 	e := newEngine(ctx, o, "hey")
@@ -140,7 +141,7 @@ func runHey(ctx context.Context, o Options) (*Result, error) {
 	if out.untimed > 0 {
 		e.rec.Note(fmt.Sprintf("hey reports failed requests without their times: %d failures count in the outcomes but not in the latencies or the time series", out.untimed))
 	}
-	if n == heyMaxResults/int64(c)*int64(c) && o.Count == 0 && e.stopped == "" && e.rec.attempts >= n {
+	if o.Count == 0 && e.stopped == "" && e.rec.attempts >= limit {
 		e.stopped = fmt.Sprintf("hey's limit of %d results", n)
 	}
 	return e.finish(), nil

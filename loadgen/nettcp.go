@@ -96,8 +96,9 @@ func open(ctx context.Context, d *net.Dialer, addr string, ph *Phases) (c net.Co
 	return c, func() { stop(); c.Close() }, nil
 }
 
-// interruptOnDone makes ctx's end fail c's pending and later I/O; the
-// returned func undoes that.
+// interruptOnDone makes ctx's end close c, which fails its pending and
+// later I/O whatever deadlines the session sets; the returned func undoes
+// that.
 func interruptOnDone(ctx context.Context, c net.Conn) func() bool {
-	return context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
+	return context.AfterFunc(ctx, func() { c.Close() })
 }

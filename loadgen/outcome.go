@@ -93,6 +93,10 @@ func isDial(err error) bool {
 // connection refused"). Go's net and net/http word errno errors with the
 // strerror text, which is stable.
 func classifyMessage(msg string) string {
+	// Drop net/http's `Get "URL": ` prefix: the URL is the caller's text.
+	if i := strings.Index(msg, `": `); i >= 0 && strings.Contains(msg[:i], ` "`) {
+		msg = msg[i+3:]
+	}
 	has := func(s string) bool { return strings.Contains(msg, s) }
 	switch {
 	case has("connection refused"):

@@ -79,6 +79,7 @@ func TestClassifyMessage(t *testing.T) {
 		`Get "http://127.0.0.1:9/": net/http: HTTP/1.x transport connection broken: malformed HTTP response`: ProtocolError,
 		`Get "http://127.0.0.1:9/": context canceled`:                                                        Aborted,
 		`something else`: Error,
+		`Get "http://127.0.0.1:9/EOF": net/http: HTTP/1.x transport connection broken: malformed HTTP response "x"`: ProtocolError,
 	} {
 		assert.Equal(t, want, classifyMessage(msg), msg)
 	}

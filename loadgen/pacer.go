@@ -24,7 +24,7 @@ type Constant struct {
 }
 
 func (c *Constant) Next() time.Duration {
-	t := time.Duration(float64(c.n) / c.Per * float64(time.Second))
+	t := offset(float64(c.n) / c.Per)
 	c.n++
 	return t
 }
@@ -46,7 +46,7 @@ func (p *Poisson) Next() time.Duration {
 		p.rng = rand.New(rand.NewPCG(p.Seed, p.Seed^0x9e3779b97f4a7c15))
 		return 0 // the first arrival opens the run
 	}
-	p.t += time.Duration(p.rng.ExpFloat64() / p.Per * float64(time.Second))
+	p.t = offset(p.t.Seconds() + p.rng.ExpFloat64()/p.Per)
 	return p.t
 }
 func (p *Poisson) Rate(time.Duration) float64 { return p.Per }
@@ -77,7 +77,16 @@ func (r *Ramp) Next() time.Duration {
 		// Solve slope/2·t² + From·t − n = 0 for the positive root.
 		t = (-r.From + math.Sqrt(r.From*r.From+2*slope*n)) / slope
 	}
-	return time.Duration(t * float64(time.Second))
+	return offset(t)
+}
+
+// offset converts seconds to an offset, saturating where a Duration ends
+// (290 years) so that tiny rates do not wrap around to negative times.
+func offset(sec float64) time.Duration {
+	if sec >= float64(math.MaxInt64)/float64(time.Second) {
+		return math.MaxInt64
+	}
+	return time.Duration(sec * float64(time.Second))
 }
 
 // due is the number of arrivals before offset d: the integral of the rate.
@@ -87,6 +96,18 @@ func (r *Ramp) due(d time.Duration) int64 {
 		return int64(math.Ceil(r.From*t + (r.To-r.From)*t*t/(2*over)))
 	}
 	return int64(math.Ceil((r.From+r.To)/2*over + (t-over)*r.To))
+}
+
+// meanRate is the mean intended rate over [0, d).
+func (r *Ramp) meanRate(d time.Duration) float64 {
+	if d <= 0 {
+		return r.From
+	}
+	t, over := d.Seconds(), r.Over.Seconds()
+	if t <= over {
+		return r.From + (r.To-r.From)*t/(2*over)
+	}
+	return ((r.From+r.To)/2*over + (t-over)*r.To) / t
 }
 
 func (r *Ramp) Rate(t time.Duration) float64 {

@@ -79,7 +79,11 @@ type Recorder struct {
 	late     int64
 	series   []Second
 	secHists map[int]*hdr.Histogram // open seconds' latencies
-	notes    []string
+	// closedBefore: the seconds before it have their percentiles. Records
+	// close seconds as time moves on (records arrive in about the order
+	// sessions end: live, or from hey's output after the run).
+	closedBefore int
+	notes        []string
 }
 
 // Second is one point of the time series: what happened in the second
@@ -175,6 +179,9 @@ func (r *Recorder) Finished(end time.Time, latency time.Duration, outcome string
 	if outcome == OK {
 		r.hists[PhaseSessionOK].RecordValue(us)
 	}
+	if sec.T < r.closedBefore {
+		return // a straggler: its second's percentiles are already computed
+	}
 	h := r.secHists[sec.T]
 	if h == nil {
 		h = newHist(secondDigit)
@@ -191,7 +198,7 @@ func (r *Recorder) Untimed(outcome, msg string, n int64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.outcomes[outcome] += n
-	if outcome != OK && msg != "" {
+	if outcome != OK && outcome != Aborted && msg != "" {
 		r.sampleError(msg, n)
 	}
 }
@@ -224,6 +231,10 @@ func (r *Recorder) Note(s string) {
 // closeSeconds computes p50 and p99 of every open second before s and
 // frees its histogram. Callers hold mu.
 func (r *Recorder) closeSeconds(before int) {
+	if before <= r.closedBefore {
+		return
+	}
+	r.closedBefore = before
 	for t, h := range r.secHists {
 		if t < before {
 			r.series[t].P50us = h.ValueAtQuantile(50)
@@ -233,19 +244,13 @@ func (r *Recorder) closeSeconds(before int) {
 	}
 }
 
-// Tick closes the seconds before now and stamps the one that just ended
-// with the sessions in flight; the engines call it once a second. It
-// returns a snapshot for a progress display.
+// Tick stamps the second that just ended with the sessions in flight; the
+// engines call it once a second. It returns a snapshot for a progress
+// display.
 func (r *Recorder) Tick(now time.Time) Snapshot {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	cur := r.second(now)
-	t := cur.T
-	if t > 0 {
-		prev := &r.series[t-1]
-		prev.InFlight = r.inFlight.Load()
-		r.closeSeconds(t)
-	}
+	t := r.second(now).T
 	snap := Snapshot{Elapsed: now.Sub(r.start), Attempts: r.attempts, Late: r.late, InFlight: r.inFlight.Load()}
 	for o, n := range r.outcomes {
 		if o == OK {
@@ -255,8 +260,14 @@ func (r *Recorder) Tick(now time.Time) Snapshot {
 		}
 	}
 	if t > 0 {
-		snap.Rate = float64(r.series[t-1].Attempts)
-		snap.P99 = time.Duration(r.series[t-1].P99us) * time.Microsecond
+		prev := &r.series[t-1]
+		prev.InFlight = snap.InFlight
+		snap.Rate = float64(prev.Attempts)
+		p99 := prev.P99us
+		if h := r.secHists[t-1]; h != nil {
+			p99 = h.ValueAtQuantile(99)
+		}
+		snap.P99 = time.Duration(p99) * time.Microsecond
 	}
 	return snap
 }

@@ -8,7 +8,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
+
+	"slices"
+	"strings"
 	"time"
 
 	hdr "github.com/HdrHistogram/hdrhistogram-go"
@@ -156,19 +158,6 @@ func (r *Result) WriteJSON(w io.Writer) error {
 	return enc.Encode(r)
 }
 
-// WriteFile writes r to path.
-func (r *Result) WriteFile(path string) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if err := r.WriteJSON(f); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
-}
-
 // ReadResult reads a result file and checks its version and histograms.
 func ReadResult(rd io.Reader) (*Result, error) {
 	var r Result
@@ -194,10 +183,11 @@ func ReadResult(rd io.Reader) (*Result, error) {
 	return &r, nil
 }
 
-// Merge combines results of runs of the same kind (repetitions, or the
-// pieces of a sweep run on several machines) into one: outcome counts and
-// histograms add up exactly, time series add second by second, rates add
-// (runs are taken to have run side by side).
+// Merge pools the results of repeated runs of the same load into one:
+// outcome counts, attempts, late sends and histograms add up exactly (so
+// percentiles are those of all sessions together), time series add second
+// by second, and rates, durations and windows are the runs' means. Stopped
+// lists every run's reason, if any run stopped early.
 func Merge(rs ...*Result) (*Result, error) {
 	if len(rs) == 0 {
 		return nil, fmt.Errorf("merge: no results")
@@ -209,6 +199,7 @@ func Merge(rs ...*Result) (*Result, error) {
 		Started: first.Started, Outcomes: map[string]int64{}, Phases: map[string]*Latency{},
 	}
 	hists := map[string]*hdr.Histogram{}
+	var stopped []string
 	for _, r := range rs {
 		if r.Protocol != first.Protocol || r.Model != first.Model {
 			return nil, fmt.Errorf("merge: %s %s results and %s %s results do not mix", first.Model, first.Protocol, r.Model, r.Protocol)
@@ -216,15 +207,19 @@ func Merge(rs ...*Result) (*Result, error) {
 		if r.Started.Before(m.Started) {
 			m.Started = r.Started
 		}
-		m.TargetRate += r.TargetRate
-		m.AchievedRate += r.AchievedRate
-		m.Concurrency += r.Concurrency
+		n := float64(len(rs))
+		m.TargetRate += r.TargetRate / n
+		m.AchievedRate += r.AchievedRate / n
+		m.Duration += r.Duration / Seconds(n)
+		m.Window += r.Window / Seconds(n)
+		m.Concurrency = max(m.Concurrency, r.Concurrency)
+		m.MaxInFlight = max(m.MaxInFlight, r.MaxInFlight)
 		m.LateSends += r.LateSends
 		m.Unsent += r.Unsent
 		m.Attempts += r.Attempts
-		m.MaxInFlight += r.MaxInFlight
-		m.Duration = max(m.Duration, r.Duration)
-		m.Window = max(m.Window, r.Window)
+		if r.Stopped != "" && !slices.Contains(stopped, r.Stopped) {
+			stopped = append(stopped, r.Stopped)
+		}
 		for o, n := range r.Outcomes {
 			m.Outcomes[o] += n
 		}
@@ -268,6 +263,7 @@ func Merge(rs ...*Result) (*Result, error) {
 			}
 		}
 	}
+	m.Stopped = strings.Join(stopped, "; ")
 	for name, h := range hists {
 		m.Phases[name] = newLatency(h)
 	}

@@ -150,3 +150,19 @@ func TestErrorSamplesDropLocalAddresses(t *testing.T) {
 	r := rec.result(time.Now())
 	assert.Equal(t, map[string]int64{"read tcp 127.0.0.1:8808: read: connection reset by peer": 50}, r.Errors)
 }
+
+// A session recorded after its second's percentiles were computed counts in
+// the second but does not replace its percentiles.
+func TestStragglersKeepTheirSecondsPercentiles(t *testing.T) {
+	start := time.Unix(1_700_000_000, 0)
+	rec := NewRecorder(start)
+	for i := range 100 {
+		rec.Finished(start.Add(time.Duration(i)*time.Millisecond), 100*time.Millisecond, OK, nil, nil)
+	}
+	rec.Finished(start.Add(5*time.Second), time.Millisecond, OK, nil, nil) // closes second 0
+	rec.Finished(start.Add(500*time.Millisecond), 50*time.Microsecond, OK, nil, nil)
+	r := rec.result(start.Add(6 * time.Second))
+	assert.Equal(t, int64(101), r.Series[0].OK)
+	assert.InDelta(t, 100_000, r.Series[0].P50us, 1000)
+	assert.InDelta(t, 1000, r.Series[5].P50us, 10)
+}

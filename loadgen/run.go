@@ -54,15 +54,47 @@ type Options struct {
 	Progress func(Snapshot)
 }
 
+// OptionsError is Run's error for options that describe no valid run.
+type OptionsError struct{ error }
+
+func (e OptionsError) Unwrap() error { return e.error }
+
+func optionsErrorf(format string, a ...any) error {
+	return OptionsError{fmt.Errorf(format, a...)}
+}
+
+// Limits on message sizes. A net.tcp reply is the message plus the
+// reference worker's name, and WCF's default maxReceivedMessageSize is
+// 64 KiB; an HTTP body is held in memory once.
+const (
+	MaxNetTCPMessage = 60 << 10
+	MaxHTTPBody      = 16 << 20
+)
+
 func (o *Options) defaults() error {
 	if (o.Pacer == nil) == (o.Concurrency <= 0) {
-		return fmt.Errorf("give either a rate (open model) or a concurrency (closed model)")
+		return optionsErrorf("give either a rate (open model) or a concurrency (closed model)")
 	}
 	if o.Duration <= 0 && o.Count <= 0 {
-		return fmt.Errorf("give a duration or a count: a load run must stop by itself")
+		return optionsErrorf("give a duration or a count: a load run must stop by itself")
 	}
-	if o.Duration < 0 || o.Count < 0 || o.Messages < 0 || o.MessageSize < 0 || o.Hold < 0 || o.SendDelay < 0 {
-		return fmt.Errorf("durations, counts and sizes cannot be negative")
+	for name, v := range map[string]int64{
+		"duration": int64(o.Duration), "count": o.Count, "messages": int64(o.Messages), "message size": int64(o.MessageSize),
+		"hold": int64(o.Hold), "send delay": int64(o.SendDelay), "connect timeout": int64(o.ConnectTimeout),
+		"timeout": int64(o.Timeout), "max in flight": int64(o.MaxInFlight), "late-after": int64(o.LateAfter), "grace": int64(o.Grace),
+	} {
+		if v < 0 {
+			return optionsErrorf("the %s cannot be negative", name)
+		}
+	}
+	switch {
+	case o.Target.Protocol == NetTCP && o.MessageSize > MaxNetTCPMessage:
+		return optionsErrorf("net.tcp messages are limited to %d bytes (replies add the worker's name; WCF's default maxReceivedMessageSize is 64 KiB)", MaxNetTCPMessage)
+	case o.MessageSize > MaxHTTPBody:
+		return optionsErrorf("the message size is limited to %d bytes", MaxHTTPBody)
+	}
+	if o.Method != "" && !validMethod(o.Method) {
+		return optionsErrorf("method %q is not an HTTP method token", o.Method)
 	}
 	if o.Messages == 0 {
 		o.Messages = 1
@@ -73,19 +105,19 @@ func (o *Options) defaults() error {
 	if o.Method == "" {
 		o.Method = "GET"
 	}
-	if o.ConnectTimeout <= 0 {
+	if o.ConnectTimeout == 0 {
 		o.ConnectTimeout = 3 * time.Second
 	}
-	if o.Timeout <= 0 {
+	if o.Timeout == 0 {
 		o.Timeout = 10 * time.Second
 	}
-	if o.LateAfter <= 0 {
+	if o.LateAfter == 0 {
 		o.LateAfter = time.Millisecond
 	}
-	if o.Grace <= 0 {
+	if o.Grace == 0 {
 		o.Grace = time.Second
 	}
-	if o.MaxInFlight <= 0 {
+	if o.MaxInFlight == 0 {
 		o.MaxInFlight = 1024
 		var lim unix.Rlimit
 		if unix.Getrlimit(unix.RLIMIT_NOFILE, &lim) == nil && lim.Cur > 128 {
@@ -93,9 +125,20 @@ func (o *Options) defaults() error {
 		}
 	}
 	if o.Concurrency > o.MaxInFlight {
-		return fmt.Errorf("concurrency %d is above the cap of %d sessions in flight (raise the open-files limit, ulimit -n)", o.Concurrency, o.MaxInFlight)
+		return optionsErrorf("concurrency %d is above the cap of %d sessions in flight (raise the open-files limit, ulimit -n)", o.Concurrency, o.MaxInFlight)
 	}
 	return nil
+}
+
+// validMethod reports whether m is an HTTP token of letters, as methods
+// are.
+func validMethod(m string) bool {
+	for _, c := range m {
+		if c < 'A' || c > 'Z' {
+			return false
+		}
+	}
+	return m != ""
 }
 
 // A Session runs one client session of a protocol against the target. It
@@ -105,9 +148,9 @@ type Session interface {
 	Run(ctx context.Context, ph *Phases) (outcome string, err error)
 }
 
-// Run runs the load that o describes and returns what it measured. It
-// returns an error only for bad options; whatever the target does is in
-// the Result. When ctx is done Run stops sending, gives the sessions in
+// Run runs the load that o describes and returns what it measured.
+// Whatever the target does is in the Result; errors are bad options
+// (OptionsError) or, rarely, a failure of the engine itself. When ctx is done Run stops sending, gives the sessions in
 // flight Options.Grace to end, aborts the rest, and still returns the
 // Result (with Stopped set).
 func Run(ctx context.Context, o Options) (*Result, error) {
@@ -142,7 +185,7 @@ func newSession(o Options) (Session, func(), error) {
 	case TCP:
 		return newStormSession(o), func() {}, nil
 	}
-	return nil, nil, fmt.Errorf("target %q: unknown protocol %q", o.Target.URI, o.Target.Protocol)
+	return nil, nil, optionsErrorf("target %q: unknown protocol %q", o.Target.URI, o.Target.Protocol)
 }
 
 // engine is one run in progress.
@@ -200,18 +243,29 @@ func (e *engine) sendDeadline() (<-chan time.Time, func()) {
 // launch runs one session in its own goroutine; intended is when it was
 // meant to start. release is called when it ends.
 func (e *engine) launch(sess Session, intended time.Time, release func()) {
-	e.rec.inFlight.Add(1)
 	e.wg.Go(func() {
 		defer release()
-		defer e.rec.inFlight.Add(-1)
-		ph := Phases{rec: e.rec}
-		outcome, err := sess.Run(e.sessCtx, &ph)
-		if outcome != OK && e.sessCtx.Err() != nil {
-			outcome = Aborted
-		}
-		end := time.Now()
-		e.rec.Finished(end, end.Sub(intended), outcome, &ph, err)
+		e.runOne(sess, intended)
 	})
+}
+
+// runOne runs one session and records it.
+func (e *engine) runOne(sess Session, intended time.Time) {
+	e.rec.inFlight.Add(1)
+	defer e.rec.inFlight.Add(-1)
+	ph := Phases{rec: e.rec}
+	outcome, err := sess.Run(e.sessCtx, &ph)
+	if outcome != OK && e.sessCtx.Err() != nil {
+		outcome = Aborted
+	}
+	end := time.Now()
+	e.rec.Finished(end, end.Sub(intended), outcome, &ph, err)
+}
+
+// interrupted records that ctx ended the send phase.
+func (e *engine) interrupted() {
+	e.stopped = "interrupted"
+	e.sendEnd = time.Now()
 }
 
 // open is the open model: arrivals at the Pacer's times. An arrival that
@@ -231,7 +285,7 @@ func (e *engine) open(sess Session) {
 		}
 		intended := e.start.Add(at)
 		if !sleep.until(e.ctx, intended) {
-			e.stopped = "interrupted"
+			e.interrupted()
 			return
 		}
 		select {
@@ -244,7 +298,7 @@ func (e *engine) open(sess Session) {
 				e.stopped = fmt.Sprintf("%d sessions in flight (the cap) until the end of the run", e.o.MaxInFlight)
 				return
 			case <-e.ctx.Done():
-				e.stopped = "interrupted"
+				e.interrupted()
 				return
 			}
 		}
@@ -274,16 +328,19 @@ func (e *engine) countUnsent(n int64, at time.Duration) {
 
 // closed is the closed model: Concurrency clients, each starting a session
 // as soon as its last one ended. Latency counts from each session's start.
+// The clients are the engine's goroutines, so finish waits for them (and
+// their sessions in flight) with the same grace as the open model's.
 func (e *engine) closed(sess Session) {
+	if e.ctx.Err() != nil {
+		e.interrupted()
+		return
+	}
 	var issued atomic.Int64
 	deadline, stopDeadline := e.sendDeadline()
 	defer stopDeadline()
 	stop := make(chan struct{})
-	var stopOnce sync.Once
-	var clients sync.WaitGroup
 	for range e.o.Concurrency {
-		clients.Go(func() {
-			done := make(chan struct{}, 1)
+		e.wg.Go(func() {
 			for {
 				select {
 				case <-stop:
@@ -295,23 +352,21 @@ func (e *engine) closed(sess Session) {
 				}
 				now := time.Now()
 				e.rec.Started(now, false)
-				e.launch(sess, now, func() { done <- struct{}{} })
-				<-done
+				e.runOne(sess, now)
 			}
 		})
 	}
 	finished := make(chan struct{})
-	go func() { clients.Wait(); close(finished) }()
+	go func() { e.wg.Wait(); close(finished) }()
 	select {
 	case <-finished:
+		e.sendEnd = time.Now()
 	case <-deadline:
+		e.sendEnd = time.Now()
 	case <-e.ctx.Done():
-		e.stopped = "interrupted"
+		e.interrupted()
 	}
-	stopOnce.Do(func() { close(stop) })
-	e.sendEnd = time.Now()
-	e.waitInFlight()
-	<-finished
+	close(stop)
 }
 
 // waitInFlight waits for the sessions in flight; once ctx is done they get
@@ -355,20 +410,27 @@ func (e *engine) finish() *Result {
 	res.LateSends += e.unsent
 	res.Stopped = e.stopped
 	window := max(e.sendEnd.Sub(e.start), 0)
+	if o.Duration > 0 {
+		window = min(window, o.Duration)
+	}
 	if o.Pacer != nil {
 		res.Model, res.Arrival = "open", o.Pacer.String()
 		switch {
 		case e.stopped == "interrupted":
-		case o.Duration > 0:
-			window = o.Duration
-		default:
-			// Count-bounded: the window ends when the next arrival would
-			// have been due, so N sends at rate R take N/R.
+			// The window ends at the interruption.
+		case o.Count > 0 && res.Attempts+res.Unsent >= o.Count:
+			// Ended by the count: N sends at rate R take N/R, so the window
+			// ends when the next arrival would have been due.
 			window = max(window, o.Pacer.Next())
+			if o.Duration > 0 {
+				window = min(window, o.Duration)
+			}
+		default:
+			window = o.Duration
 		}
 		res.TargetRate = o.Pacer.Rate(0)
-		if _, ramp := o.Pacer.(*Ramp); ramp && window > 0 {
-			res.TargetRate = float64(res.Attempts+res.Unsent) / window.Seconds()
+		if r, ok := o.Pacer.(*Ramp); ok {
+			res.TargetRate = r.meanRate(window)
 		}
 	} else {
 		res.Model, res.Concurrency = "closed", o.Concurrency

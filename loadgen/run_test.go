@@ -256,3 +256,66 @@ func TestRunsLeaveNoDescriptorsBehind(t *testing.T) {
 	srv.CloseClientConnections()
 	testutil.Eventually(t, 5*time.Second, settled, "descriptors did not return to the %d open before hey's run", before)
 }
+
+// The closed model's clients stop while sessions may still be starting:
+// nothing may race, and a run cancelled before it starts sends nothing.
+func TestClosedModelStopsCleanly(t *testing.T) {
+	addr := testutil.ClosingServer(t, 0)
+	for range 10 {
+		r := run(t, Options{Target: target(t, "tcp://"+addr), Concurrency: 1, Duration: 20 * time.Millisecond})
+		var ended int64
+		for _, n := range r.Outcomes {
+			ended += n
+		}
+		require.Equal(t, r.Attempts, ended, "every session ends in one outcome")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for _, o := range []Options{
+		{Target: target(t, "tcp://"+addr), Concurrency: 4, Count: 100},
+		{Target: target(t, "tcp://"+addr), Pacer: &Constant{Per: 100}, Count: 100},
+	} {
+		r, err := Run(ctx, o)
+		require.NoError(t, err)
+		assert.Zero(t, r.Attempts)
+		assert.Equal(t, "interrupted", r.Stopped)
+	}
+}
+
+func TestRatesOfShortenedRuns(t *testing.T) {
+	addr := testutil.ClosingServer(t, 0)
+	// The count ends the run long before the duration would.
+	r := run(t, Options{Target: target(t, "tcp://"+addr), Pacer: &Constant{Per: 100}, Count: 50, Duration: 10 * time.Second})
+	assert.InDelta(t, 100, r.AchievedRate, 1)
+	assert.InDelta(t, 0.5, float64(r.Window), 0.01)
+
+	// An interrupted run's window ends at the interruption.
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(500*time.Millisecond, cancel)
+	r, err := Run(ctx, Options{Target: target(t, "tcp://"+addr), Pacer: &Ramp{From: 1, To: 3, Over: 10 * time.Second}, Duration: 10 * time.Second})
+	require.NoError(t, err)
+	assert.Equal(t, int64(1), r.Attempts)
+	assert.InDelta(t, 0.5, float64(r.Window), 0.2)
+	assert.InDelta(t, 1.05, r.TargetRate, 0.02, "the ramp's mean rate over the first half second")
+
+	// A rate so low its second arrival is centuries away ends on time.
+	start := time.Now()
+	r = run(t, Options{Target: target(t, "tcp://"+addr), Pacer: &Constant{Per: 1e-12}, Duration: 100 * time.Millisecond})
+	assert.Equal(t, int64(1), r.Attempts)
+	assert.Less(t, time.Since(start), 3*time.Second)
+}
+
+func TestOptionsErrors(t *testing.T) {
+	tg := target(t, "net.tcp://127.0.0.1:1/x")
+	for _, o := range []Options{
+		{Target: tg, Pacer: &Constant{Per: 1}, Count: 1, MessageSize: MaxNetTCPMessage + 1},
+		{Target: tg, Pacer: &Constant{Per: 1}, Count: 1, Timeout: -time.Second},
+		{Target: tg, Pacer: &Constant{Per: 1}, Count: 1, MaxInFlight: -1},
+		{Target: target(t, "http://127.0.0.1:1/"), Pacer: &Constant{Per: 1}, Count: 1, Method: "G T"},
+		{Target: target(t, "http://127.0.0.1:1/"), Concurrency: 3, Count: heyMaxResults},
+	} {
+		_, err := Run(context.Background(), o)
+		var oe OptionsError
+		assert.ErrorAs(t, err, &oe, "%+v", o)
+	}
+}

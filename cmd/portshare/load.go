@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -81,8 +82,15 @@ still writes the results.`,
 				if o.Pacer, err = loadgen.NewPacer(arrival, rate, rampTo, over, seed); err != nil {
 					return usageError{err}
 				}
-			} else if concurrency < 1 {
-				return usagef("--concurrency must be at least 1, got %d", concurrency)
+			} else {
+				if concurrency < 1 {
+					return usagef("--concurrency must be at least 1, got %d", concurrency)
+				}
+				for _, name := range []string{"arrival", "ramp-to", "seed"} {
+					if f.Changed(name) {
+						return usagef("--%s shapes the open model's arrivals: use it with --rate, not --concurrency", name)
+					}
+				}
 			}
 			if send != "" {
 				s, err := strconv.Unquote(`"` + send + `"`)
@@ -93,6 +101,14 @@ still writes the results.`,
 			}
 			if t.Protocol != loadgen.TCP && (send != "" || hold > 0 || sendDelay > 0) {
 				return usagef("--send, --send-delay and --hold are for tcp:// connection storms")
+			}
+			// Open the result file first: a run must not be lost to a bad path.
+			var jsonFile *os.File
+			if jsonPath != "" && jsonPath != "-" {
+				if jsonFile, err = os.Create(jsonPath); err != nil {
+					return usagef("--json: %v", err)
+				}
+				defer jsonFile.Close()
 			}
 			raiseNOFILE()
 
@@ -110,20 +126,23 @@ still writes the results.`,
 			}
 			res, err := loadgen.Run(ctx, o)
 			progress.end()
-			if err != nil {
+			var oe loadgen.OptionsError
+			if errors.As(err, &oe) {
 				return usageError{err}
+			} else if err != nil {
+				return err
 			}
 			if err := loadgen.WriteSummary(summary, res); err != nil {
 				return err
 			}
-			switch jsonPath {
-			case "":
-			case "-":
+			switch {
+			case jsonPath == "-":
 				return res.WriteJSON(cmd.OutOrStdout())
-			default:
-				if err := res.WriteFile(jsonPath); err != nil {
-					return fmt.Errorf("writing the results: %v", err)
+			case jsonFile != nil:
+				if err := res.WriteJSON(jsonFile); err != nil {
+					return fmt.Errorf("writing the results to %s: %v", jsonPath, err)
 				}
+				return jsonFile.Close()
 			}
 			return nil
 		},

@@ -176,6 +176,11 @@ func TestLoadUsageErrorsExit2WithOneLine(t *testing.T) {
 		{[]string{"load", "--target", "net.tcp://127.0.0.1:1/x/", "--concurrency", "0", "--duration", "1s"}, "--concurrency must be at least 1"},
 		{[]string{"load", "--target", "net.tcp://127.0.0.1:1/x/", "--rate", "10", "--duration", "1s", "--arrival", "bursty"}, `arrival "bursty"`},
 		{[]string{"load", "--target", "net.tcp://127.0.0.1:1/x/", "--rate", "10", "--duration", "nope"}, "invalid argument"},
+		{[]string{"load", "--target", "net.tcp://127.0.0.1:1/x/", "--concurrency", "2", "--duration", "1s", "--arrival", "poisson"}, "--arrival shapes the open model's arrivals"},
+		{[]string{"load", "--target", "net.tcp://127.0.0.1:1/x/", "--rate", "10", "--duration", "1s", "--timeout", "-1s"}, "the timeout cannot be negative"},
+		{[]string{"load", "--target", "net.tcp://127.0.0.1:1/x/", "--rate", "10", "--duration", "1s", "--message-size", "100000"}, "net.tcp messages are limited to 61440 bytes"},
+		{[]string{"load", "--target", "http://127.0.0.1:1/", "--rate", "10", "--duration", "1s", "--method", "G T"}, `method "G T" is not an HTTP method`},
+		{[]string{"load", "--target", "net.tcp://127.0.0.1:1/x/", "--rate", "10", "--duration", "1s", "--json", "/nonexistent/dir/r.json"}, "--json: open /nonexistent/dir/r.json"},
 	} {
 		start := time.Now()
 		code, out, errs := cli(tc.args...)
