@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 
 	"github.com/portshare/portshare/sharer/nmf"
 	"github.com/portshare/portshare/sharer/testutil"
@@ -83,4 +85,22 @@ func TestClassifyMessage(t *testing.T) {
 	} {
 		assert.Equal(t, want, classifyMessage(msg), msg)
 	}
+}
+
+// Running out of descriptors is the client's own failure, not the
+// server's: client_error, with the errno in the samples.
+func TestOutOfDescriptorsIsAClientError(t *testing.T) {
+	addr := testutil.FullBacklog(t) // connects hang, holding only our descriptors
+	var lim unix.Rlimit
+	require.NoError(t, unix.Getrlimit(unix.RLIMIT_NOFILE, &lim))
+	low := lim
+	low.Cur = uint64(testutil.FDCount(t, os.Getpid()) + 10)
+	require.NoError(t, unix.Setrlimit(unix.RLIMIT_NOFILE, &low))
+	r, err := Run(context.Background(), Options{Target: Target{URI: "tcp://" + addr, Protocol: TCP, Addr: addr},
+		Pacer: &Constant{Per: 1000}, Count: 40, MaxInFlight: 100, ConnectTimeout: 300 * time.Millisecond})
+	require.NoError(t, unix.Setrlimit(unix.RLIMIT_NOFILE, &lim))
+	require.NoError(t, err)
+	assert.Positive(t, r.Outcomes[ClientError], "%v", r.Outcomes)
+	assert.Equal(t, int64(40), r.Outcomes[ClientError]+r.Outcomes[ConnectTimeout], "%v", r.Outcomes)
+	assert.Contains(t, fmt.Sprint(r.Errors), "too many open files")
 }

@@ -150,9 +150,9 @@ type Session interface {
 
 // Run runs the load that o describes and returns what it measured.
 // Whatever the target does is in the Result; errors are bad options
-// (OptionsError) or, rarely, a failure of the engine itself. When ctx is done Run stops sending, gives the sessions in
-// flight Options.Grace to end, aborts the rest, and still returns the
-// Result (with Stopped set).
+// (OptionsError) or, rarely, a failure of the engine itself. When ctx is
+// done Run stops sending, gives the sessions in flight Options.Grace to
+// end, aborts the rest, and still returns the Result (with Stopped set).
 func Run(ctx context.Context, o Options) (*Result, error) {
 	if err := o.defaults(); err != nil {
 		return nil, err
@@ -214,7 +214,7 @@ func newEngine(ctx context.Context, o Options, name string) *engine {
 	return e
 }
 
-// tick closes seconds of the time series and reports progress.
+// tick stamps the time series' in-flight counts and reports progress.
 func (e *engine) tick() {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
@@ -286,6 +286,12 @@ func (e *engine) open(sess Session) {
 		intended := e.start.Add(at)
 		if !sleep.until(e.ctx, intended) {
 			e.interrupted()
+			return
+		}
+		if e.o.Duration > 0 && time.Since(e.start) >= e.o.Duration {
+			// The send window has closed on arrivals still due in it.
+			e.countUnsent(n, at)
+			e.stopped = "the generator fell behind its schedule"
 			return
 		}
 		select {
