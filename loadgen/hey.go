@@ -59,10 +59,10 @@ func runHey(ctx context.Context, o Options) (*Result, error) {
 	limit := int64(heyMaxResults) / int64(c) * int64(c)
 	n := limit
 	if o.Count > 0 {
-		n = (o.Count + int64(c) - 1) / int64(c) * int64(c)
-		if n > limit {
+		if o.Count > limit {
 			return nil, optionsErrorf("closed-model HTTP runs on hey, which keeps at most %d results: with %d clients the count is limited to %d (use --rate for longer runs)", heyMaxResults, c, limit)
 		}
+		n = (o.Count + int64(c) - 1) / int64(c) * int64(c) // ≤ limit, a multiple of c
 	}
 	var body []byte
 	if bodyMethod(o.Method) {
@@ -112,7 +112,7 @@ func runHey(ctx context.Context, o Options) (*Result, error) {
 			return
 		case <-deadline:
 		case <-ctx.Done():
-			e.stopped = "interrupted"
+			e.stopped, e.cut = "interrupted", cutInterrupted
 		}
 		e.sendEnd = time.Now()
 		w.Stop()

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -13,6 +12,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // httpSession is one HTTP/1.1 request on a keep-alive connection: the open
@@ -34,8 +35,9 @@ type httpSession struct {
 }
 
 type httpConn struct {
-	net.Conn
-	br *bufio.Reader
+	net.Conn              // tcp, or TLS over it
+	tcp      *net.TCPConn // for the liveness probe
+	br       *bufio.Reader
 }
 
 func newHTTPSession(o Options) *httpSession {
@@ -85,22 +87,54 @@ func (s *httpSession) close() {
 
 func (s *httpSession) Run(ctx context.Context, ph *Phases) (string, error) {
 	start := time.Now()
-	select {
-	case c := <-s.idle:
-		outcome, err, fresh := s.exchange(ctx, c, ph, start)
-		if !fresh {
-			return outcome, err
+	c := s.pooled()
+	if c == nil {
+		var err error
+		if c, err = s.connect(ctx, ph); err != nil {
+			return Classify(err), err
 		}
-		// The server closed the idle connection before it saw the request
-		// (a keep-alive timeout): retry on a new one, as net/http does.
-	default:
 	}
-	c, err := s.connect(ctx, ph)
+	return s.exchange(ctx, c, ph, start)
+}
+
+// pooled returns an idle connection the server has not closed, or nil.
+// A server closes idle connections after its keep-alive timeout; sending
+// on one would fail a request the server never saw. Each is probed with a
+// non-blocking peek at its socket: nothing to read means it is still open.
+// (A server that closes it between the probe and the request is a failure
+// we count, as it would be for any client.)
+func (s *httpSession) pooled() *httpConn {
+	for {
+		select {
+		case c := <-s.idle:
+			if c.open() {
+				return c
+			}
+			c.Close()
+		default:
+			return nil
+		}
+	}
+}
+
+// open reports whether the server has neither closed c nor sent anything
+// on it (bytes nobody asked for, or TLS's close_notify, mean it is done).
+func (c *httpConn) open() bool {
+	if c.br.Buffered() > 0 {
+		return false
+	}
+	rc, err := c.tcp.SyscallConn()
 	if err != nil {
-		return Classify(err), err
+		return false
 	}
-	outcome, err, _ := s.exchange(ctx, c, ph, start)
-	return outcome, err
+	open := false
+	rc.Read(func(fd uintptr) bool {
+		var b [1]byte
+		_, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		open = err == unix.EAGAIN
+		return true // do not wait for the socket to become readable
+	})
+	return open
 }
 
 // connect opens a connection (and its TLS session, timed as part of the
@@ -110,6 +144,7 @@ func (s *httpSession) connect(ctx context.Context, ph *Phases) (*httpConn, error
 	if err != nil {
 		return nil, err
 	}
+	tcp := c.(*net.TCPConn)
 	if s.tls != nil {
 		t0 := time.Now()
 		tc := tls.Client(c, s.tls)
@@ -123,14 +158,12 @@ func (s *httpSession) connect(ctx context.Context, ph *Phases) (*httpConn, error
 		ph.Connect += time.Since(t0)
 		c = tc
 	}
-	return &httpConn{Conn: c, br: bufio.NewReaderSize(c, 4096)}, nil
+	return &httpConn{Conn: c, tcp: tcp, br: bufio.NewReaderSize(c, 4096)}, nil
 }
 
 // exchange sends the request on c and reads the response. It returns the
 // connection to the pool if it can be reused, and closes it otherwise.
-// retry reports that c was found closed before any response byte, so the
-// request can be sent again on a new connection.
-func (s *httpSession) exchange(ctx context.Context, c *httpConn, ph *Phases, start time.Time) (outcome string, err error, retry bool) {
+func (s *httpSession) exchange(ctx context.Context, c *httpConn, ph *Phases, start time.Time) (outcome string, err error) {
 	keep := false
 	defer func() {
 		if !keep {
@@ -140,21 +173,21 @@ func (s *httpSession) exchange(ctx context.Context, c *httpConn, ph *Phases, sta
 	defer interruptOnDone(ctx, c)()
 	c.SetDeadline(start.Add(s.timeout))
 	if _, err := c.Write(s.wire); err != nil {
-		return classifyHTTP(err), err, reusedAndClosed(err)
+		return classifyHTTP(err), err
 	}
 	sent := time.Now()
 	if _, err := c.br.Peek(1); err != nil {
-		return classifyHTTP(err), err, reusedAndClosed(err)
+		return classifyHTTP(err), err
 	}
 	ph.Handshake = time.Since(sent)
 	resp, err := http.ReadResponse(c.br, s.req)
 	if err != nil {
-		return classifyHTTP(err), err, false
+		return classifyHTTP(err), err
 	}
 	_, err = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	if err != nil {
-		return classifyHTTP(err), err, false
+		return classifyHTTP(err), err
 	}
 	if !resp.Close && ctx.Err() == nil {
 		select {
@@ -163,13 +196,7 @@ func (s *httpSession) exchange(ctx context.Context, c *httpConn, ph *Phases, sta
 		default:
 		}
 	}
-	return HTTPOutcome(resp.StatusCode), nil, false
-}
-
-// reusedAndClosed reports an error that means the server had closed the
-// connection before the request reached it.
-func reusedAndClosed(err error) bool {
-	return errors.Is(err, io.EOF) || Classify(err) == Reset
+	return HTTPOutcome(resp.StatusCode), nil
 }
 
 // classifyHTTP classifies an exchange error: what the errno does not

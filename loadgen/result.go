@@ -183,11 +183,13 @@ func ReadResult(rd io.Reader) (*Result, error) {
 	return &r, nil
 }
 
-// Merge pools the results of repeated runs of the same load into one:
-// outcome counts, attempts, late sends and histograms add up exactly (so
-// percentiles are those of all sessions together), time series add second
-// by second, and rates, durations and windows are the runs' means. Stopped
-// lists every run's reason, if any run stopped early.
+// Merge pools the results of repeated runs of the same load (same target,
+// model, arrivals, concurrency and messages) into one: outcome counts,
+// attempts, late sends and histograms add up exactly, so percentiles are
+// those of all sessions together; rates, durations and windows are the
+// runs' means. A time series belongs to one run and is not merged (the
+// merged result has none). Stopped lists every run's reason, if any run
+// stopped early.
 func Merge(rs ...*Result) (*Result, error) {
 	if len(rs) == 0 {
 		return nil, fmt.Errorf("merge: no results")
@@ -201,8 +203,10 @@ func Merge(rs ...*Result) (*Result, error) {
 	hists := map[string]*hdr.Histogram{}
 	var stopped []string
 	for _, r := range rs {
-		if r.Protocol != first.Protocol || r.Model != first.Model {
-			return nil, fmt.Errorf("merge: %s %s results and %s %s results do not mix", first.Model, first.Protocol, r.Model, r.Protocol)
+		if r.Target != first.Target || r.Protocol != first.Protocol || r.Model != first.Model || r.Arrival != first.Arrival ||
+			r.Concurrency != first.Concurrency || r.Messages != first.Messages || r.MessageSize != first.MessageSize {
+			return nil, fmt.Errorf("merge: results of different loads do not mix (%s %s %s against %s %s %s)",
+				first.Model, first.Arrival, first.Target, r.Model, r.Arrival, r.Target)
 		}
 		if r.Started.Before(m.Started) {
 			m.Started = r.Started
@@ -212,7 +216,7 @@ func Merge(rs ...*Result) (*Result, error) {
 		m.AchievedRate += r.AchievedRate / n
 		m.Duration += r.Duration / Seconds(n)
 		m.Window += r.Window / Seconds(n)
-		m.Concurrency = max(m.Concurrency, r.Concurrency)
+		m.Concurrency = r.Concurrency
 		m.MaxInFlight = max(m.MaxInFlight, r.MaxInFlight)
 		m.LateSends += r.LateSends
 		m.Unsent += r.Unsent
@@ -239,28 +243,6 @@ func Merge(rs ...*Result) (*Result, error) {
 				hists[name] = newHist(histDigits)
 			}
 			hists[name].Merge(h)
-		}
-		for _, s := range r.Series {
-			for len(m.Series) <= s.T {
-				m.Series = append(m.Series, Second{T: len(m.Series)})
-			}
-			d := &m.Series[s.T]
-			d.Attempts += s.Attempts
-			d.Late += s.Late
-			d.OK += s.OK
-			d.Errors += s.Errors
-			d.InFlight += s.InFlight
-			// Percentiles do not add: keep the worst second's.
-			d.P50us = max(d.P50us, s.P50us)
-			d.P99us = max(d.P99us, s.P99us)
-			if len(s.Outcomes) > 0 {
-				if d.Outcomes == nil {
-					d.Outcomes = map[string]int64{}
-				}
-				for o, n := range s.Outcomes {
-					d.Outcomes[o] += n
-				}
-			}
 		}
 	}
 	m.Stopped = strings.Join(stopped, "; ")

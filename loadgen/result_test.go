@@ -61,12 +61,18 @@ func TestMergeAddsCountsAndHistograms(t *testing.T) {
 	assert.Equal(t, int64(200), m.Phases[PhaseConnect].Count)
 	assert.Equal(t, int64(100), m.Phases[PhaseSessionOK].Count)
 	assert.InDelta(t, 10_000, m.Latency.P90, 200, "the slower half decides p90")
-	assert.Equal(t, int64(200), m.Series[0].Attempts)
+	assert.Empty(t, m.Series, "a series belongs to one run")
+	assert.InDelta(t, a.AchievedRate, m.AchievedRate, 0.001, "rates are the runs' mean")
+	assert.Equal(t, a.Attempts+b.Attempts, m.Attempts)
 	assert.Empty(t, m.Latency.Hist, "latency_us is a summary; the histogram is in phases")
 
 	c := fixture(1, time.Millisecond, OK)
 	c.Protocol = HTTP
 	_, err = Merge(a, c)
+	assert.ErrorContains(t, err, "do not mix")
+	d := fixture(1, time.Millisecond, OK)
+	d.Concurrency = 8
+	_, err = Merge(a, d)
 	assert.ErrorContains(t, err, "do not mix")
 	_, err = Merge()
 	assert.Error(t, err)

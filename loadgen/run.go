@@ -198,6 +198,9 @@ type engine struct {
 	sendEnd time.Time // when the last session was started
 	unsent  int64
 	stopped string
+	// cut says how the send phase ended early: interrupted by ctx, or
+	// the send window closed on arrivals still due (the rest are unsent).
+	cut int
 
 	sessCtx    context.Context // the sessions': cancelled Grace after ctx
 	cancelSess context.CancelFunc
@@ -262,10 +265,25 @@ func (e *engine) runOne(sess Session, intended time.Time) {
 	e.rec.Finished(end, end.Sub(intended), outcome, &ph, err)
 }
 
+const (
+	cutNone = iota
+	cutInterrupted
+	cutWindow
+)
+
 // interrupted records that ctx ended the send phase.
 func (e *engine) interrupted() {
 	e.stopped = "interrupted"
+	e.cut = cutInterrupted
 	e.sendEnd = time.Now()
+}
+
+// windowClosed records that the send window closed on the n-th arrival
+// (due at offset at) and those after it.
+func (e *engine) windowClosed(n int64, at time.Duration, why string) {
+	e.countUnsent(n, at)
+	e.stopped = why
+	e.cut = cutWindow
 }
 
 // open is the open model: arrivals at the Pacer's times. An arrival that
@@ -288,10 +306,9 @@ func (e *engine) open(sess Session) {
 			e.interrupted()
 			return
 		}
-		if e.o.Duration > 0 && time.Since(e.start) >= e.o.Duration {
+		if now := time.Now(); e.o.Duration > 0 && now.Sub(e.start) >= e.o.Duration && now.Sub(intended) > e.o.LateAfter {
 			// The send window has closed on arrivals still due in it.
-			e.countUnsent(n, at)
-			e.stopped = "the generator fell behind its schedule"
+			e.windowClosed(n, at, "the generator fell behind its schedule")
 			return
 		}
 		select {
@@ -300,8 +317,7 @@ func (e *engine) open(sess Session) {
 			select {
 			case slots <- struct{}{}:
 			case <-deadline:
-				e.countUnsent(n, at)
-				e.stopped = fmt.Sprintf("%d sessions in flight (the cap) until the end of the run", e.o.MaxInFlight)
+				e.windowClosed(n, at, fmt.Sprintf("%d sessions in flight (the cap) until the end of the run", e.o.MaxInFlight))
 				return
 			case <-e.ctx.Done():
 				e.interrupted()
@@ -422,8 +438,10 @@ func (e *engine) finish() *Result {
 	if o.Pacer != nil {
 		res.Model, res.Arrival = "open", o.Pacer.String()
 		switch {
-		case e.stopped == "interrupted":
+		case e.cut == cutInterrupted:
 			// The window ends at the interruption.
+		case e.cut == cutWindow:
+			window = o.Duration
 		case o.Count > 0 && res.Attempts+res.Unsent >= o.Count:
 			// Ended by the count: N sends at rate R take N/R, so the window
 			// ends when the next arrival would have been due.

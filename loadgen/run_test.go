@@ -2,6 +2,7 @@ package loadgen
 
 import (
 	"context"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -313,6 +314,7 @@ func TestOptionsErrors(t *testing.T) {
 		{Target: tg, Pacer: &Constant{Per: 1}, Count: 1, MaxInFlight: -1},
 		{Target: target(t, "http://127.0.0.1:1/"), Pacer: &Constant{Per: 1}, Count: 1, Method: "G T"},
 		{Target: target(t, "http://127.0.0.1:1/"), Concurrency: 3, Count: heyMaxResults},
+		{Target: target(t, "http://127.0.0.1:1/"), Concurrency: 2, Count: math.MaxInt64},
 	} {
 		_, err := Run(context.Background(), o)
 		var oe OptionsError

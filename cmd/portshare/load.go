@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"syscall"
 	"time"
@@ -102,13 +103,14 @@ still writes the results.`,
 			if t.Protocol != loadgen.TCP && (send != "" || hold > 0 || sendDelay > 0) {
 				return usagef("--send, --send-delay and --hold are for tcp:// connection storms")
 			}
-			// Open the result file first: a run must not be lost to a bad path.
-			var jsonFile *os.File
+			// Make the result file first, so a run is not lost to a bad
+			// path; it replaces FILE only once the results are in it.
+			var out *resultFile
 			if jsonPath != "" && jsonPath != "-" {
-				if jsonFile, err = os.Create(jsonPath); err != nil {
+				if out, err = createResultFile(jsonPath); err != nil {
 					return usagef("--json: %v", err)
 				}
-				defer jsonFile.Close()
+				defer out.discard()
 			}
 			raiseNOFILE()
 
@@ -138,11 +140,10 @@ still writes the results.`,
 			switch {
 			case jsonPath == "-":
 				return res.WriteJSON(cmd.OutOrStdout())
-			case jsonFile != nil:
-				if err := res.WriteJSON(jsonFile); err != nil {
+			case out != nil:
+				if err := out.commit(res); err != nil {
 					return fmt.Errorf("writing the results to %s: %v", jsonPath, err)
 				}
-				return jsonFile.Close()
 			}
 			return nil
 		},
@@ -201,4 +202,38 @@ func (p *progressLine) end() {
 	if p != nil && p.drawn {
 		fmt.Fprint(p.w, "\r\033[K")
 	}
+}
+
+// resultFile is a result file being made: a temporary file beside its
+// final path, renamed over it by commit.
+type resultFile struct {
+	f    *os.File
+	path string
+}
+
+func createResultFile(path string) (*resultFile, error) {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return nil, err
+	}
+	return &resultFile{f: f, path: path}, nil
+}
+
+func (r *resultFile) commit(res *loadgen.Result) error {
+	if err := res.WriteJSON(r.f); err != nil {
+		return err
+	}
+	if err := r.f.Chmod(0o644); err != nil { // CreateTemp makes it 0600
+		return err
+	}
+	if err := r.f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(r.f.Name(), r.path)
+}
+
+// discard removes the temporary file if commit did not rename it.
+func (r *resultFile) discard() {
+	r.f.Close()
+	os.Remove(r.f.Name())
 }

@@ -180,7 +180,7 @@ func TestLoadUsageErrorsExit2WithOneLine(t *testing.T) {
 		{[]string{"load", "--target", "net.tcp://127.0.0.1:1/x/", "--rate", "10", "--duration", "1s", "--timeout", "-1s"}, "the timeout cannot be negative"},
 		{[]string{"load", "--target", "net.tcp://127.0.0.1:1/x/", "--rate", "10", "--duration", "1s", "--message-size", "100000"}, "net.tcp messages are limited to 61440 bytes"},
 		{[]string{"load", "--target", "http://127.0.0.1:1/", "--rate", "10", "--duration", "1s", "--method", "G T"}, `method "G T" is not an HTTP method`},
-		{[]string{"load", "--target", "net.tcp://127.0.0.1:1/x/", "--rate", "10", "--duration", "1s", "--json", "/nonexistent/dir/r.json"}, "--json: open /nonexistent/dir/r.json"},
+		{[]string{"load", "--target", "net.tcp://127.0.0.1:1/x/", "--rate", "10", "--duration", "1s", "--json", "/nonexistent/dir/r.json"}, "--json: open /nonexistent/dir/"},
 	} {
 		start := time.Now()
 		code, out, errs := cli(tc.args...)
@@ -280,4 +280,18 @@ func TestLoadProgressLineRedrawsOneLine(t *testing.T) {
 	var quiet *progressLine // not a terminal: no progress at all
 	quiet.end()
 	assert.False(t, isTerminal(&buf))
+}
+
+// A run refused for its options leaves an earlier result file as it was.
+func TestLoadBadOptionsKeepTheOldResultFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "r.json")
+	require.NoError(t, os.WriteFile(path, []byte(`{"old":true}`), 0o644))
+	code, _, errs := cli("load", "--target", "net.tcp://127.0.0.1:1/x/", "--rate", "10", "--count", "1", "--message-size", "100000", "--json", path)
+	require.Equal(t, 2, code, errs)
+	got, err := os.ReadFile(path)
+	require.NoError(t, err)
+	assert.Equal(t, `{"old":true}`, string(got))
+	entries, err := os.ReadDir(filepath.Dir(path))
+	require.NoError(t, err)
+	assert.Len(t, entries, 1, "no temporary file is left behind")
 }
