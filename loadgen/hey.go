@@ -170,7 +170,7 @@ func (s *connSet) closeAll() {
 
 // heyParser reads the lines heyTemplate makes and records them.
 type heyParser struct {
-	rec     *Recorder
+	rec     *recorder
 	partial []byte
 	untimed int64
 	err     error

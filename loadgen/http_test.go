@@ -6,13 +6,14 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/portshare/portshare/sharer/testutil"
 )
 
 // The open model's HTTP engine keeps its own connections and reads
@@ -90,35 +91,22 @@ func TestOpenHTTPS(t *testing.T) {
 // that request: it is counted (eof), never sent again.
 func TestOpenHTTPNeverResendsARequestTheServerTook(t *testing.T) {
 	var received atomic.Int64
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
+	addr := testutil.Serve(t, func(c net.Conn, _ <-chan struct{}) {
+		br := bufio.NewReader(c)
+		for i := 0; ; i++ {
+			req, err := http.ReadRequest(br)
 			if err != nil {
 				return
 			}
-			wg.Go(func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for i := 0; ; i++ {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					io.Copy(io.Discard, req.Body)
-					received.Add(1)
-					if i == 1 {
-						return // the second request on a connection dies with it
-					}
-					c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"))
-				}
-			})
+			io.Copy(io.Discard, req.Body)
+			received.Add(1)
+			if i == 1 {
+				return // the second request on a connection dies with it
+			}
+			c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"))
 		}
 	})
-	r := run(t, Options{Target: target(t, "http://"+ln.Addr().String()+"/"), Pacer: &Constant{Per: 100}, Count: 20, Method: "POST", MessageSize: 10})
+	r := run(t, Options{Target: target(t, "http://"+addr+"/"), Pacer: &Constant{Per: 100}, Count: 20, Method: "POST", MessageSize: 10})
 	assert.Equal(t, int64(20), received.Load(), "each session sent its request once")
 	assert.Equal(t, int64(20), r.Outcomes[OK]+r.Outcomes[EOF], "%v", r.Outcomes)
 	assert.Positive(t, r.Outcomes[EOF])

@@ -68,14 +68,9 @@ func Classify(err error) string {
 		return EOF
 	case errors.Is(err, syscall.EMFILE), errors.Is(err, syscall.ENFILE), errors.Is(err, syscall.EADDRNOTAVAIL), errors.Is(err, syscall.ENOBUFS):
 		return ClientError
-	case errors.Is(err, errProtocol):
-		return ProtocolError
 	}
 	return Error
 }
-
-// errProtocol marks a reply that does not follow the protocol.
-var errProtocol = errors.New("reply does not follow the protocol")
 
 // dialError marks an error from the connect phase.
 type dialError struct{ error }

@@ -55,7 +55,7 @@ var phaseNames = []string{PhaseConnect, PhaseHandshake, PhaseMessage, PhaseSessi
 type Phases struct {
 	Connect   time.Duration
 	Handshake time.Duration
-	rec       *Recorder
+	rec       *recorder
 }
 
 // Message records one message round trip.
@@ -65,9 +65,9 @@ func (p *Phases) Message(d time.Duration) {
 	}
 }
 
-// Recorder accumulates a run's measurements. It is safe for concurrent
+// recorder accumulates a run's measurements. It is safe for concurrent
 // use; its memory does not grow with the number of sessions.
-type Recorder struct {
+type recorder struct {
 	start    time.Time
 	inFlight atomic.Int64
 
@@ -101,9 +101,9 @@ type Second struct {
 	P99us    int64            `json:"p99_us"`
 }
 
-// NewRecorder starts recording; offsets in the time series are from start.
-func NewRecorder(start time.Time) *Recorder {
-	r := &Recorder{
+// newRecorder starts recording; offsets in the time series are from start.
+func newRecorder(start time.Time) *recorder {
+	r := &recorder{
 		start:    start,
 		hists:    map[string]*hdr.Histogram{},
 		outcomes: map[string]int64{},
@@ -118,7 +118,7 @@ func NewRecorder(start time.Time) *Recorder {
 
 // second returns the series point for time at, growing the series.
 // Callers hold mu.
-func (r *Recorder) second(at time.Time) *Second {
+func (r *recorder) second(at time.Time) *Second {
 	s := int(at.Sub(r.start) / time.Second)
 	if s < 0 {
 		s = 0
@@ -131,7 +131,7 @@ func (r *Recorder) second(at time.Time) *Second {
 
 // Started counts a session started at time at; late says it started later
 // than its intended time by more than the run allows.
-func (r *Recorder) Started(at time.Time, late bool) {
+func (r *recorder) Started(at time.Time, late bool) {
 	r.mu.Lock()
 	sec := r.second(at)
 	sec.Attempts++
@@ -146,7 +146,7 @@ func (r *Recorder) Started(at time.Time, late bool) {
 // Finished records a session that ended at time end with outcome after
 // latency (from its intended send time). err, when the outcome is not ok,
 // is kept as a sample of what went wrong.
-func (r *Recorder) Finished(end time.Time, latency time.Duration, outcome string, ph *Phases, err error) {
+func (r *recorder) Finished(end time.Time, latency time.Duration, outcome string, ph *Phases, err error) {
 	us := micros(latency)
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -194,7 +194,7 @@ func (r *Recorder) Finished(end time.Time, latency time.Duration, outcome string
 // Untimed records n sessions known only by outcome and error message (hey
 // reports failed requests that way): they count in the outcomes, not in
 // the latencies or the time series.
-func (r *Recorder) Untimed(outcome, msg string, n int64) {
+func (r *recorder) Untimed(outcome, msg string, n int64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.outcomes[outcome] += n
@@ -208,21 +208,21 @@ func (r *Recorder) Untimed(outcome, msg string, n int64) {
 // own, and one cause must not fill every sample slot.
 var localAddr = regexp.MustCompile(`[0-9A-Fa-f.:\[\]]+:[0-9]+->`)
 
-func (r *Recorder) sampleError(msg string, n int64) {
+func (r *recorder) sampleError(msg string, n int64) {
 	msg = localAddr.ReplaceAllString(msg, "")
 	if _, ok := r.errors[msg]; ok || len(r.errors) < maxErrorSamples {
 		r.errors[msg] += n
 	}
 }
 
-func (r *Recorder) record(phase string, d time.Duration) {
+func (r *recorder) record(phase string, d time.Duration) {
 	r.mu.Lock()
 	r.hists[phase].RecordValue(micros(d))
 	r.mu.Unlock()
 }
 
 // Note adds a caveat to the result.
-func (r *Recorder) Note(s string) {
+func (r *recorder) Note(s string) {
 	r.mu.Lock()
 	r.notes = append(r.notes, s)
 	r.mu.Unlock()
@@ -230,7 +230,7 @@ func (r *Recorder) Note(s string) {
 
 // closeSeconds computes p50 and p99 of every open second before s and
 // frees its histogram. Callers hold mu.
-func (r *Recorder) closeSeconds(before int) {
+func (r *recorder) closeSeconds(before int) {
 	if before <= r.closedBefore {
 		return
 	}
@@ -247,7 +247,7 @@ func (r *Recorder) closeSeconds(before int) {
 // Tick stamps the second that just ended with the sessions in flight; the
 // engines call it once a second. It returns a snapshot for a progress
 // display.
-func (r *Recorder) Tick(now time.Time) Snapshot {
+func (r *recorder) Tick(now time.Time) Snapshot {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	t := r.second(now).T
@@ -284,7 +284,7 @@ type Snapshot struct {
 
 // result closes every second and builds the Result (without the run's
 // settings, which the engine fills in).
-func (r *Recorder) result(end time.Time) *Result {
+func (r *recorder) result(end time.Time) *Result {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.second(end)

@@ -16,7 +16,7 @@ import (
 // first seconds of a run, and returns the result.
 func fixture(n int, base time.Duration, outcome string) *Result {
 	start := time.Unix(1_700_000_000, 0)
-	rec := NewRecorder(start)
+	rec := newRecorder(start)
 	for i := range n {
 		at := start.Add(time.Duration(i) * 10 * time.Millisecond)
 		rec.Started(at, i%10 == 0)
@@ -132,10 +132,10 @@ func TestSummaryNamesEveryClassAndPhase(t *testing.T) {
 // BenchmarkRecorderFinished shows that recording a session costs no
 // allocation: memory stays flat however long a run lasts.
 //
-//	go test -run '^$' -bench Recorder -benchmem ./loadgen
+//	go test -run '^$' -bench recorder -benchmem ./loadgen
 func BenchmarkRecorderFinished(b *testing.B) {
 	start := time.Now()
-	rec := NewRecorder(start)
+	rec := newRecorder(start)
 	ph := &Phases{Connect: 100 * time.Microsecond, Handshake: 200 * time.Microsecond, rec: rec}
 	b.ReportAllocs()
 	for i := range b.N {
@@ -147,7 +147,7 @@ func BenchmarkRecorderFinished(b *testing.B) {
 }
 
 func TestErrorSamplesDropLocalAddresses(t *testing.T) {
-	rec := NewRecorder(time.Now())
+	rec := newRecorder(time.Now())
 	for port := range 50 {
 		err := fmt.Errorf("read tcp 127.0.0.1:%d->127.0.0.1:8808: read: connection reset by peer", 40000+port)
 		rec.Finished(time.Now(), time.Millisecond, Reset, nil, err)
@@ -161,7 +161,7 @@ func TestErrorSamplesDropLocalAddresses(t *testing.T) {
 // the second but does not replace its percentiles.
 func TestStragglersKeepTheirSecondsPercentiles(t *testing.T) {
 	start := time.Unix(1_700_000_000, 0)
-	rec := NewRecorder(start)
+	rec := newRecorder(start)
 	for i := range 100 {
 		rec.Finished(start.Add(time.Duration(i)*time.Millisecond), 100*time.Millisecond, OK, nil, nil)
 	}

@@ -193,7 +193,7 @@ type engine struct {
 	o       Options
 	ctx     context.Context // the caller's: done means stop sending
 	start   time.Time
-	rec     *Recorder
+	rec     *recorder
 	name    string
 	sendEnd time.Time // when the last session was started
 	unsent  int64
@@ -211,7 +211,7 @@ type engine struct {
 
 func newEngine(ctx context.Context, o Options, name string) *engine {
 	e := &engine{o: o, ctx: ctx, start: time.Now(), name: name, tickDone: make(chan struct{})}
-	e.rec = NewRecorder(e.start)
+	e.rec = newRecorder(e.start)
 	e.sessCtx, e.cancelSess = context.WithCancel(context.WithoutCancel(ctx))
 	e.tickWG.Go(e.tick)
 	return e

@@ -7,7 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -193,58 +193,22 @@ func TestLoadUsageErrorsExit2WithOneLine(t *testing.T) {
 	}
 }
 
-// silentServer accepts connections and never answers; it closes them when
-// the test ends.
-type silentServer struct {
-	ln       net.Listener
-	mu       sync.Mutex
-	conns    []net.Conn
-	accepted chan struct{} // closed at the first connection
-	wg       sync.WaitGroup
-}
-
-func newSilentServer(t *testing.T) *silentServer {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	s := &silentServer{ln: ln, accepted: make(chan struct{})}
-	s.wg.Go(func() {
-		var once sync.Once
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s.mu.Lock()
-			s.conns = append(s.conns, c)
-			s.mu.Unlock()
-			once.Do(func() { close(s.accepted) })
-		}
-	})
-	t.Cleanup(func() {
-		ln.Close()
-		s.wg.Wait()
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		for _, c := range s.conns {
-			c.Close()
-		}
-	})
-	return s
-}
-
-func (s *silentServer) count() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.conns)
-}
-
 func TestLoadCtrlCStopsAndStillWritesResults(t *testing.T) {
-	srv := newSilentServer(t)
+	var accepted atomic.Int64
+	first := make(chan struct{}, 1)
+	addr := testutil.Serve(t, func(_ net.Conn, done <-chan struct{}) { // accepts, never answers
+		accepted.Add(1)
+		select {
+		case first <- struct{}{}:
+		default:
+		}
+		<-done
+	})
 	path := filepath.Join(t.TempDir(), "result.json")
-	p := testutil.Start(t, nil, "load", "--target", "net.tcp://"+srv.ln.Addr().String()+"/orders/",
+	p := testutil.Start(t, nil, "load", "--target", "net.tcp://"+addr+"/orders/",
 		"--rate", "50", "--duration", "30s", "--json", path)
 	select {
-	case <-srv.accepted: // the run has started, so its signal handler is in place
+	case <-first: // the run has started, so its signal handler is in place
 	case <-time.After(5 * time.Second):
 		t.Fatalf("no connection from the load generator; output:\n%s", p.Output())
 	}
@@ -262,7 +226,7 @@ func TestLoadCtrlCStopsAndStillWritesResults(t *testing.T) {
 	assert.Equal(t, res.Attempts, res.Outcomes[loadgen.Aborted], "every session hung, so every one was aborted: %v", res.Outcomes)
 	assert.Greater(t, res.Attempts, int64(40), "about 50/s for over a second")
 	assert.Less(t, res.Attempts, int64(200), "sending stopped at the signal")
-	testutil.Eventually(t, step, func() bool { return int64(srv.count()) == res.Attempts }, "one connection per session: %d accepted, %d attempts", srv.count(), res.Attempts)
+	testutil.Eventually(t, step, func() bool { return accepted.Load() == res.Attempts }, "one connection per session: %d attempts", res.Attempts)
 	assert.Less(t, float64(res.Window), 10.0, "the send window ends at the signal, not at --duration")
 }
 

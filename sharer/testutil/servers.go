@@ -24,14 +24,14 @@ func ClosedPort(t testing.TB) string {
 // writing until the test ends.
 func SilentServer(t testing.TB) string {
 	t.Helper()
-	return serve(t, func(c net.Conn, done <-chan struct{}) { <-done })
+	return Serve(t, func(c net.Conn, done <-chan struct{}) { <-done })
 }
 
 // ResetServer accepts each connection and closes it with SO_LINGER 0, so
 // the client's next read gets ECONNRESET.
 func ResetServer(t testing.TB) string {
 	t.Helper()
-	return serve(t, func(c net.Conn, _ <-chan struct{}) {
+	return Serve(t, func(c net.Conn, _ <-chan struct{}) {
 		c.(*net.TCPConn).SetLinger(0)
 	})
 }
@@ -40,7 +40,7 @@ func ResetServer(t testing.TB) string {
 // normally: the client reads EOF.
 func ClosingServer(t testing.TB, after time.Duration) string {
 	t.Helper()
-	return serve(t, func(c net.Conn, done <-chan struct{}) {
+	return Serve(t, func(c net.Conn, done <-chan struct{}) {
 		select {
 		case <-time.After(after):
 		case <-done:
@@ -48,9 +48,12 @@ func ClosingServer(t testing.TB, after time.Duration) string {
 	})
 }
 
-// serve runs handle for each accepted connection and closes the connection
-// when handle returns. done closes when the test ends.
-func serve(t testing.TB, handle func(c net.Conn, done <-chan struct{})) string {
+// Serve listens on 127.0.0.1, runs handle in its own goroutine for each
+// connection it accepts, and closes the connection when handle returns.
+// done closes when the test ends; the cleanup then waits for every handle.
+// It returns the address.
+func Serve(t testing.TB, handle func(c net.Conn, done <-chan struct{})) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -116,7 +119,7 @@ func FullBacklog(t testing.TB) string {
 // protocol.
 func ReplyingServer(t testing.TB, reply []byte) string {
 	t.Helper()
-	return serve(t, func(c net.Conn, done <-chan struct{}) {
+	return Serve(t, func(c net.Conn, done <-chan struct{}) {
 		c.Write(reply)
 		<-done
 	})
