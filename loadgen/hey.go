@@ -68,7 +68,7 @@ func runHey(ctx context.Context, o Options) (*Result, error) {
 	if bodyMethod(o.Method) {
 		body = bytes.Repeat([]byte{'x'}, o.MessageSize)
 	}
-	base, err := http.NewRequest(o.Method, httpURL(o.Target), nil)
+	base, err := http.NewRequest(o.Method, o.Target.URL, nil)
 	if err != nil {
 		return nil, optionsErrorf("target %q: %v", o.Target.URI, err)
 	}
@@ -177,16 +177,27 @@ type heyParser struct {
 }
 
 func (p *heyParser) Write(b []byte) (int, error) {
-	p.partial = append(p.partial, b...)
+	n := len(b)
+	if len(p.partial) > 0 { // complete the line a previous write began
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			p.partial = append(p.partial, b...)
+			return n, nil
+		}
+		p.line(string(append(p.partial, b[:i]...)))
+		p.partial, b = p.partial[:0], b[i+1:]
+	}
+	// hey writes its whole output at once: read the lines in place.
 	for {
-		i := bytes.IndexByte(p.partial, '\n')
+		i := bytes.IndexByte(b, '\n')
 		if i < 0 {
 			break
 		}
-		p.line(string(p.partial[:i]))
-		p.partial = p.partial[i+1:]
+		p.line(string(b[:i]))
+		b = b[i+1:]
 	}
-	return len(b), nil
+	p.partial = append(p.partial, b...)
+	return n, nil
 }
 
 func (p *heyParser) line(l string) {

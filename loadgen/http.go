@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -41,7 +40,7 @@ type httpConn struct {
 }
 
 func newHTTPSession(o Options) *httpSession {
-	u, _ := url.Parse(httpURL(o.Target)) // ParseTarget checked it
+	u, _ := url.Parse(o.Target.URL) // ParseTarget made it
 	s := &httpSession{
 		addr:    o.Target.Addr,
 		dialer:  net.Dialer{Timeout: o.ConnectTimeout},
@@ -66,12 +65,6 @@ func newHTTPSession(o Options) *httpSession {
 }
 
 func bodyMethod(m string) bool { return m == "POST" || m == "PUT" || m == "PATCH" }
-
-// httpURL is the target as an http(s) URL (the scheme's case normalised).
-func httpURL(t Target) string {
-	scheme, rest, _ := strings.Cut(t.URI, "://")
-	return strings.ToLower(scheme) + "://" + rest
-}
 
 // close closes the idle connections.
 func (s *httpSession) close() {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"net"
-	"net/url"
 	"time"
 
 	"github.com/portshare/portshare/sharer/nmf"
@@ -23,14 +22,9 @@ type netTCPSession struct {
 }
 
 func newNetTCPSession(o Options) *netTCPSession {
-	via := o.Target.URI
-	if u, err := url.Parse(via); err == nil {
-		u.Scheme = "net.tcp" // as written, whatever its case
-		via = u.String()
-	}
 	return &netTCPSession{
 		addr:     o.Target.Addr,
-		preamble: nmf.AppendPreamble(nil, nmf.Preamble{Major: 1, Mode: nmf.ModeDuplex, Via: via, Encoding: nmf.EncodingBinarySession}),
+		preamble: nmf.AppendPreamble(nil, nmf.Preamble{Major: 1, Mode: nmf.ModeDuplex, Via: o.Target.URL, Encoding: nmf.EncodingBinarySession}),
 		payload:  bytes.Repeat([]byte{'x'}, o.MessageSize),
 		messages: o.Messages,
 		dialer:   net.Dialer{Timeout: o.ConnectTimeout},

@@ -95,7 +95,9 @@ func TestOutOfDescriptorsIsAClientError(t *testing.T) {
 	low := lim
 	low.Cur = uint64(testutil.FDCount(t, os.Getpid()) + 10)
 	require.NoError(t, unix.Setrlimit(unix.RLIMIT_NOFILE, &low))
-	r, err := Run(context.Background(), Options{Target: Target{URI: "tcp://" + addr, Protocol: TCP, Addr: addr},
+	tg, err := ParseTarget("tcp://" + addr)
+	require.NoError(t, err)
+	r, err := Run(context.Background(), Options{Target: tg,
 		Pacer: &Constant{Per: 1000}, Count: 40, MaxInFlight: 100, ConnectTimeout: 300 * time.Millisecond})
 	require.NoError(t, unix.Setrlimit(unix.RLIMIT_NOFILE, &lim))
 	require.NoError(t, err)

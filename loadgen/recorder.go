@@ -148,6 +148,10 @@ func (r *recorder) Started(at time.Time, late bool) {
 // is kept as a sample of what went wrong.
 func (r *recorder) Finished(end time.Time, latency time.Duration, outcome string, ph *Phases, err error) {
 	us := micros(latency)
+	var sample string
+	if err != nil && outcome != OK && outcome != Aborted {
+		sample = errorSample(err.Error()) // formatted before the lock every session takes
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.outcomes[outcome]++
@@ -159,8 +163,8 @@ func (r *recorder) Finished(end time.Time, latency time.Duration, outcome string
 			r.hists[PhaseHandshake].RecordValue(micros(ph.Handshake))
 		}
 	}
-	if err != nil && outcome != OK && outcome != Aborted {
-		r.sampleError(err.Error(), 1)
+	if sample != "" {
+		r.sampleError(sample, 1)
 	}
 	sec := r.second(end)
 	if outcome == OK {
@@ -199,7 +203,7 @@ func (r *recorder) Untimed(outcome, msg string, n int64) {
 	defer r.mu.Unlock()
 	r.outcomes[outcome] += n
 	if outcome != OK && outcome != Aborted && msg != "" {
-		r.sampleError(msg, n)
+		r.sampleError(errorSample(msg), n)
 	}
 }
 
@@ -208,8 +212,12 @@ func (r *recorder) Untimed(outcome, msg string, n int64) {
 // own, and one cause must not fill every sample slot.
 var localAddr = regexp.MustCompile(`[0-9A-Fa-f.:\[\]]+:[0-9]+->`)
 
+// errorSample is an error message as Result.Errors keys it.
+func errorSample(msg string) string { return localAddr.ReplaceAllString(msg, "") }
+
+// sampleError counts msg (an errorSample) if it is one of the kept
+// messages. Callers hold mu.
 func (r *recorder) sampleError(msg string, n int64) {
-	msg = localAddr.ReplaceAllString(msg, "")
 	if _, ok := r.errors[msg]; ok || len(r.errors) < maxErrorSamples {
 		r.errors[msg] += n
 	}

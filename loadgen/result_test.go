@@ -172,3 +172,22 @@ func TestStragglersKeepTheirSecondsPercentiles(t *testing.T) {
 	assert.InDelta(t, 100_000, r.Series[0].P50us, 1000)
 	assert.InDelta(t, 1000, r.Series[5].P50us, 10)
 }
+
+// hey's output is read line by line whatever sizes it is written in.
+func TestHeyParserReadsLinesAcrossWrites(t *testing.T) {
+	out := "r 0.001 0.0002 0.0003 200 0.5\nr 0.002 0 0.0004 404 0.6\ne 3 \"Get \\\"http://x/\\\": EOF\"\n"
+	for _, size := range []int{1, 2, 7, len(out)} {
+		rec := newRecorder(heyEpoch)
+		p := &heyParser{rec: rec}
+		for b := []byte(out); len(b) > 0; {
+			n := min(size, len(b))
+			p.Write(b[:n])
+			b = b[n:]
+		}
+		require.NoError(t, p.err, "writes of %d bytes", size)
+		r := rec.result(heyEpoch.Add(time.Second))
+		assert.Equal(t, map[string]int64{OK: 1, "http:404": 1, EOF: 3}, r.Outcomes, "writes of %d bytes", size)
+		assert.Equal(t, int64(3), p.untimed)
+		assert.Equal(t, int64(1), r.Phases[PhaseConnect].Count, "a reused connection has no connect time")
+	}
+}

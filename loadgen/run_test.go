@@ -212,11 +212,11 @@ func TestOptionsMustBound(t *testing.T) {
 
 func TestParseTarget(t *testing.T) {
 	for in, want := range map[string]Target{
-		"net.tcp://127.0.0.1:8808/orders/": {URI: "net.tcp://127.0.0.1:8808/orders/", Protocol: NetTCP, Addr: "127.0.0.1:8808"},
-		"NET.TCP://localhost/x":            {URI: "NET.TCP://localhost/x", Protocol: NetTCP, Addr: "localhost:808"},
-		"http://[::1]:8080/api":            {URI: "http://[::1]:8080/api", Protocol: HTTP, Addr: "[::1]:8080"},
-		"https://example.test/":            {URI: "https://example.test/", Protocol: HTTP, Addr: "example.test:443", TLS: true},
-		"tcp://127.0.0.1:9":                {URI: "tcp://127.0.0.1:9", Protocol: TCP, Addr: "127.0.0.1:9"},
+		"net.tcp://127.0.0.1:8808/orders/": {URI: "net.tcp://127.0.0.1:8808/orders/", URL: "net.tcp://127.0.0.1:8808/orders/", Protocol: NetTCP, Addr: "127.0.0.1:8808"},
+		"NET.TCP://localhost/x":            {URI: "NET.TCP://localhost/x", URL: "net.tcp://localhost/x", Protocol: NetTCP, Addr: "localhost:808"},
+		"http://[::1]:8080/api":            {URI: "http://[::1]:8080/api", URL: "http://[::1]:8080/api", Protocol: HTTP, Addr: "[::1]:8080"},
+		"https://example.test/":            {URI: "https://example.test/", URL: "https://example.test/", Protocol: HTTP, Addr: "example.test:443", TLS: true},
+		"tcp://127.0.0.1:9":                {URI: "tcp://127.0.0.1:9", URL: "tcp://127.0.0.1:9", Protocol: TCP, Addr: "127.0.0.1:9"},
 	} {
 		got, err := ParseTarget(in)
 		require.NoError(t, err, in)

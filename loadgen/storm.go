@@ -17,10 +17,11 @@ type stormSession struct {
 	send      []byte
 	sendDelay time.Duration
 	hold      time.Duration
+	timeout   time.Duration // for sending: a server that reads nothing cannot hold us
 }
 
 func newStormSession(o Options) *stormSession {
-	return &stormSession{addr: o.Target.Addr, dialer: net.Dialer{Timeout: o.ConnectTimeout}, send: o.Send, sendDelay: o.SendDelay, hold: o.Hold}
+	return &stormSession{addr: o.Target.Addr, dialer: net.Dialer{Timeout: o.ConnectTimeout}, send: o.Send, sendDelay: o.SendDelay, hold: o.Hold, timeout: o.Timeout}
 }
 
 func (s *stormSession) Run(ctx context.Context, ph *Phases) (string, error) {
@@ -33,6 +34,7 @@ func (s *stormSession) Run(ctx context.Context, ph *Phases) (string, error) {
 		if err := sleep(ctx, s.sendDelay); err != nil {
 			return Aborted, err
 		}
+		c.SetWriteDeadline(time.Now().Add(s.timeout))
 		if _, err := c.Write(s.send); err != nil {
 			return Classify(err), err
 		}

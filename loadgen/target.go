@@ -17,6 +17,7 @@ const (
 // Target is where load goes.
 type Target struct {
 	URI      string // as given
+	URL      string // as sent (the Via, or the request URL): the scheme in lower case
 	Protocol string // NetTCP, HTTP or TCP
 	Addr     string // host:port to connect to
 	TLS      bool   // https://
@@ -29,7 +30,7 @@ func ParseTarget(s string) (Target, error) {
 	if err != nil {
 		return Target{}, fmt.Errorf("target %q: %v", s, err)
 	}
-	t := Target{URI: s}
+	t := Target{URI: s, URL: u.String()} // url.Parse lowers the scheme
 	port := u.Port()
 	switch strings.ToLower(u.Scheme) {
 	case "net.tcp":

@@ -174,7 +174,7 @@ func TestKilledWorkerWithHandoffsInFlight(t *testing.T) {
 	e := startEnv(t, "dispatch_failure_policy: compat\n")
 	_, base := e.servedOnce("warm", "/warm/")
 
-	hang := testutil.Start(t, nil, "hang-worker", e.socket, "orders", "1", e.route("net.tcp://+:%d/orders/"))
+	hang := testutil.Start(t, nil, "test-worker", "hang", e.socket, "orders", "1", e.route("net.tcp://+:%d/orders/"))
 	hang.WaitOutput(t, "registered", step)
 	errs := make(chan error, 3)
 	for range 3 {

@@ -243,7 +243,11 @@ func TestLoadProgressLineRedrawsOneLine(t *testing.T) {
 
 	var quiet *progressLine // not a terminal: no progress at all
 	quiet.end()
-	assert.False(t, isTerminal(&buf))
+	r, w, err := os.Pipe()
+	require.NoError(t, err)
+	defer r.Close()
+	defer w.Close()
+	assert.False(t, isTerminal(w), "a pipe is not a terminal")
 }
 
 // A run refused for its options leaves an earlier result file as it was.

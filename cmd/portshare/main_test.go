@@ -6,11 +6,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -19,7 +17,6 @@ import (
 
 	"github.com/portshare/portshare/sharer/daemon"
 	"github.com/portshare/portshare/sharer/testutil"
-	"github.com/portshare/portshare/sharer/worker"
 )
 
 func TestMain(m *testing.M) {
@@ -27,20 +24,11 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// childMain runs the CLI, plus one test-only command: "hang-worker SOCKET
-// NAME CREDIT ROUTE…" registers and never accepts.
+// childMain runs the CLI, plus one test-only command: "test-worker MODE
+// SOCKET NAME CREDIT ROUTE…" (testutil.WorkerMain).
 func childMain(args []string) int {
-	if len(args) > 0 && args[0] == "hang-worker" {
-		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
-		defer stop()
-		credit, _ := strconv.Atoi(args[3])
-		if _, err := worker.Listen(ctx, args[4:], worker.Options{ControlSocket: args[1], Name: args[2], MaxInflight: credit}); err != nil {
-			fmt.Println("register error:", err)
-			return 3
-		}
-		fmt.Println("registered")
-		<-ctx.Done()
-		return 0
+	if len(args) > 0 && args[0] == "test-worker" {
+		return testutil.WorkerMain(args[1:])
 	}
 	return run(context.Background(), args, os.Stdout, os.Stderr)
 }

@@ -5,10 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os/signal"
 	"strconv"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -22,32 +20,8 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	testutil.RunChildIfRequested(childMain)
+	testutil.RunChildIfRequested(testutil.WorkerMain)
 	goleak.VerifyTestMain(m)
-}
-
-// childMain is a worker process for the tests:
-//
-//	MODE SOCKET NAME CREDIT ROUTE…
-//
-// MODE echo serves echo sessions; hang registers and never accepts.
-func childMain(args []string) int {
-	mode, socket, name := args[0], args[1], args[2]
-	credit, _ := strconv.Atoi(args[3])
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
-	defer stop()
-	ln, err := worker.Listen(ctx, args[4:], worker.Options{ControlSocket: socket, Name: name, MaxInflight: credit})
-	if err != nil {
-		fmt.Println("register error:", err)
-		return 3
-	}
-	fmt.Println("registered")
-	if mode == "hang" {
-		<-ctx.Done()
-		return 0
-	}
-	refworker.Serve(ctx, ln, refworker.Options{Name: name, Mode: refworker.Echo})
-	return 0
 }
 
 // harness is one in-process daemon on loopback with short limits.
