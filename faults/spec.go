@@ -45,7 +45,7 @@ func (s Spec) String() string { return s.text }
 
 // key is one key a fault accepts.
 type key struct {
-	name, kind, help string // kind: duration, prob, int, percent, enum:a|b, bool
+	name, kind, help string // kind: duration, prob, int, seed, float, percent, enum:a|b
 }
 
 // fault is one entry of the catalogue.
@@ -67,7 +67,7 @@ var (
 	keyAt   = key{"at", "duration", "start after the schedule's start"}
 	keyFor  = key{"for", "duration", "how long it stays in effect (default: to the end)"}
 	keyP    = key{"p", "prob", "probability per connection, 0..1"}
-	keySeed = key{"seed", "int", "random seed, for repeatable runs"}
+	keySeed = key{"seed", "seed", "random seed, for repeatable runs"}
 )
 
 // catalogue is every fault there is, by name (SPEC §7).
@@ -98,7 +98,7 @@ var catalogue = map[string]fault{
 	"pause":   {Daemon, "SIGSTOP the daemon at at, SIGCONT after for (default 1s)", []key{keyAt, keyFor}},
 	"restart": {Daemon, "stop the daemon at at and start it again after for (default 0)", []key{keyAt, keyFor}},
 	"nofile": {Daemon, "lower the daemon's RLIMIT_NOFILE (prlimit) at at, restore after for", []key{keyAt, keyFor,
-		{"limit", "int", "the new soft and hard limit (default: descriptors open now + 8)"}}},
+		{"limit", "int", "the new soft limit (default: descriptors open now + 8)"}}},
 
 	// The network fault shapes a veth pair between namespaces.
 	"netem": {Network, "tc netem on the link between the client and daemon namespaces", []key{keyAt, keyFor,
@@ -162,7 +162,7 @@ func Parse(k Kind, text string) (Spec, error) {
 			return Spec{}, fmt.Errorf("fault %q: key %s given twice", text, kn)
 		}
 		if err := checkValue(f.keys[i], v); err != nil {
-			return Spec{}, fmt.Errorf("fault %q: %s=%s: %v", text, kn, v, err)
+			return Spec{}, fmt.Errorf("fault %q: bad %s: %v", text, kn, err)
 		}
 		s.values[kn] = v
 	}
@@ -198,12 +198,19 @@ func ParseAll(k Kind, texts []string) ([]Spec, error) {
 	return specs, nil
 }
 
+// Bounds of every duration and whole-number key: at+for cannot overflow,
+// and no count or size can ask for unbounded memory.
+const (
+	maxDuration = 1000 * time.Hour
+	maxInt      = 1 << 20
+)
+
 func checkValue(k key, v string) error {
 	switch kind, alts, _ := strings.Cut(k.kind, ":"); kind {
 	case "duration":
 		d, err := time.ParseDuration(v)
-		if err != nil || d < 0 {
-			return fmt.Errorf("want a duration such as 250ms or 2s")
+		if err != nil || d < 0 || d > maxDuration {
+			return fmt.Errorf("want a duration such as 250ms or 2s, at most %v", maxDuration)
 		}
 	case "prob":
 		p, err := strconv.ParseFloat(v, 64)
@@ -215,7 +222,11 @@ func checkValue(k key, v string) error {
 			return err
 		}
 	case "int":
-		if n, err := strconv.ParseInt(v, 10, 64); err != nil || n < 0 {
+		if n, err := strconv.ParseInt(v, 10, 64); err != nil || n < 0 || n > maxInt {
+			return fmt.Errorf("want a whole number up to %d", maxInt)
+		}
+	case "seed":
+		if _, err := strconv.ParseUint(v, 10, 64); err != nil {
 			return fmt.Errorf("want a whole number")
 		}
 	case "float":
@@ -287,7 +298,7 @@ func (s Spec) Duration(k string, def time.Duration) time.Duration {
 func (s Spec) Int(k string, def int) int {
 	if v, ok := s.values[k]; ok {
 		n, _ := strconv.ParseInt(v, 10, 64)
-		return int(min(n, math.MaxInt32))
+		return int(n)
 	}
 	return def
 }

@@ -2,13 +2,16 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"net"
+	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/portshare/portshare/faults"
 	"github.com/portshare/portshare/sharer/config"
 	"github.com/portshare/portshare/sharer/refworker"
 	"github.com/portshare/portshare/sharer/route"
@@ -26,9 +29,11 @@ func newWorkerCmd() *cobra.Command {
 		socket      string
 		maxInflight int
 		idle        time.Duration
+		faultSpecs  []string
+		eventsPath  string
 	)
 	cmd := &cobra.Command{
-		Use:   "worker --route URI [--route URI…] --name NAME [--mode echo|http|https] [--max-inflight N]",
+		Use:   "worker --route URI [--route URI…] --name NAME [--mode echo|http|https] [--max-inflight N] [--fault SPEC…]",
 		Short: "Run the reference worker (echo, http or https)",
 		Long: `Run the reference worker. It registers its routes with the daemon and serves
 every connection handed to it:
@@ -36,7 +41,13 @@ every connection handed to it:
   http   200 with header X-Portshare-Worker: NAME and body "NAME METHOD PATH"
   https  the same over TLS with a self-signed certificate made at start
 With --listen ADDR it serves a socket of its own instead of the daemon's (the
-baseline for benchmarks); it then prints "listening on ADDR" on stdout.`,
+baseline for benchmarks); it then prints "listening on ADDR" on stdout.
+
+--fault SPEC (repeatable) makes the worker misbehave; at= and for= count
+from the moment it starts serving. Each fault taking or leaving effect is
+logged, and written as a JSON line to --fault-events FILE if given.
+Worker faults:
+` + faults.Help(faults.Worker),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			m, err := refworker.ParseMode(mode)
 			if err != nil {
@@ -53,6 +64,19 @@ baseline for benchmarks); it then prints "listening on ADDR" on stdout.`,
 			log := newLogger(cmd.ErrOrStderr(), "info")
 			if listen != "" && len(routes) > 0 {
 				return usagef("--listen serves a socket of its own: drop --route, or drop --listen to register with the daemon")
+			}
+			specs, err := faults.ParseAll(faults.Worker, faultSpecs)
+			if err != nil {
+				return usageError{err}
+			}
+			var events io.Writer
+			if eventsPath != "" {
+				f, err := os.OpenFile(eventsPath, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|os.O_APPEND, 0o644)
+				if err != nil {
+					return usagef("--fault-events: %v", err)
+				}
+				defer f.Close()
+				events = f
 			}
 			for _, r := range routes {
 				u, err := route.Parse(r)
@@ -81,6 +105,11 @@ baseline for benchmarks); it then prints "listening on ADDR" on stdout.`,
 				log.Info("worker registered", "name", name, "routes", reg.Routes, "policy", reg.Policy, "max_inflight", reg.MaxInflight)
 				ln = wl
 			}
+			if len(specs) > 0 {
+				if ln, err = faults.NewListener(ln, specs, time.Now(), faults.NewLog(name, events, log)); err != nil {
+					return usageError{err}
+				}
+			}
 			err = refworker.Serve(ctx, ln, refworker.Options{Name: name, Mode: m, Idle: idle})
 			ln.Close()
 			if ctx.Err() != nil && err == nil {
@@ -97,5 +126,7 @@ baseline for benchmarks); it then prints "listening on ADDR" on stdout.`,
 	f.StringVar(&listen, "listen", "", "serve on a socket of its own at `ADDR` instead of the daemon's")
 	f.StringVar(&socket, "control-socket", config.DefaultControlSocket(), "daemon control socket `PATH`")
 	f.DurationVar(&idle, "idle", 2*time.Minute, "close a connection idle this long")
+	f.StringArrayVar(&faultSpecs, "fault", nil, "worker fault `SPEC` (repeatable), e.g. slow-accept:delay=200ms,dist=exp")
+	f.StringVar(&eventsPath, "fault-events", "", "write fault events as JSON lines to `FILE`")
 	return cmd
 }

@@ -110,6 +110,10 @@ func (c *Conn) Close() error { return c.uc.Close() }
 // SetDeadline sets the read and write deadlines.
 func (c *Conn) SetDeadline(t time.Time) error { return c.uc.SetDeadline(t) }
 
+// SetReadDeadline sets the deadline of Recv: past it, Recv fails with
+// os.ErrDeadlineExceeded and the message stays queued.
+func (c *Conn) SetReadDeadline(t time.Time) error { return c.uc.SetReadDeadline(t) }
+
 // Send sends one message, with fd as SCM_RIGHTS when fd ≥ 0. Send does not
 // take ownership of fd. A send that cannot complete by timeout (the peer
 // stopped reading) fails rather than blocking the caller; with a negative

@@ -71,6 +71,7 @@ type Listener struct {
 	mu         sync.Mutex    // guards ctl and registered, which Close and Registered read too
 	ctl        *control.Conn // nil while re-registering
 	registered control.Registered
+	deadline   time.Time // of Accept (SetDeadline)
 }
 
 // Listen registers routes with the daemon and returns the listener. It
@@ -184,6 +185,7 @@ func (l *Listener) reconnect() (*control.Conn, error) {
 			default:
 			}
 			l.ctl, l.registered = ctl, reg
+			ctl.SetReadDeadline(l.deadline)
 			l.mu.Unlock()
 			l.since, l.wait = time.Now(), min(2*wait, 2*time.Second)
 			l.log.Info("re-registered with the port-sharing daemon", "routes", reg.Routes)
@@ -219,6 +221,12 @@ func (l *Listener) Accept() (net.Conn, error) {
 			}
 		}
 		m, err := ctl.Recv()
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			if l.pastDeadline() {
+				return nil, &net.OpError{Op: "accept", Net: "portshare", Addr: l.Addr(), Err: err}
+			}
+			continue // the deadline moved while Recv waited
+		}
 		if errors.Is(err, control.ErrRightsTruncated) {
 			l.refuse(ctl, &m, "descriptor lost (MSG_CTRUNC): is the worker out of file descriptors?")
 			continue
@@ -260,6 +268,27 @@ func (l *Listener) Accept() (net.Conn, error) {
 			m.CloseFD()
 		}
 	}
+}
+
+// SetDeadline sets the deadline of Accept, as net.TCPListener's does, also
+// for an Accept already waiting: past it, Accept returns a net.Error whose
+// Timeout is true (wrapping os.ErrDeadlineExceeded) and hand-offs stay
+// queued, unacknowledged, for a later Accept. The zero time means none. A
+// deadline set while re-registering takes effect once registered.
+func (l *Listener) SetDeadline(t time.Time) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.deadline = t
+	if l.ctl != nil {
+		return l.ctl.SetReadDeadline(t)
+	}
+	return nil
+}
+
+func (l *Listener) pastDeadline() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return !l.deadline.IsZero() && !time.Now().Before(l.deadline)
 }
 
 // refuse tells the daemon a hand-off whose descriptor never arrived cannot

@@ -798,3 +798,35 @@ func TestConnBehavesLikeTCPForHTTPAndTLS(t *testing.T) {
 	s := e.balanced()
 	assert.EqualValues(t, 2, s.Accepted, "one connection for the HTTP requests, one for the HTTPS ones")
 }
+
+// An Accept deadline works as net.TCPListener's: Accept times out, also
+// when already waiting, and the hand-off that arrives later is still there
+// for the next Accept.
+func TestAcceptDeadline(t *testing.T) {
+	e := startDaemon(t, nil)
+	ln := e.listen("orders", 1, e.route("net.tcp://+:%d/orders/"))
+	require.NoError(t, ln.SetDeadline(time.Now().Add(100*time.Millisecond)))
+	t0 := time.Now()
+	_, err := ln.Accept()
+	var ne net.Error
+	require.ErrorAs(t, err, &ne)
+	assert.True(t, ne.Timeout())
+	assert.ErrorIs(t, err, os.ErrDeadlineExceeded)
+	assert.GreaterOrEqual(t, time.Since(t0), 90*time.Millisecond)
+
+	require.NoError(t, ln.SetDeadline(time.Time{}))
+	wait := acceptAsync(t, ln)
+	time.Sleep(50 * time.Millisecond)
+	require.NoError(t, ln.SetDeadline(time.Now()), "a deadline set while Accept waits ends it")
+	_, err = wait()
+	require.ErrorIs(t, err, os.ErrDeadlineExceeded)
+
+	client, _ := dialNetTCP(t, e.addr(), e.via("/orders/"), nil)
+	testutil.Eventually(t, step, func() bool { return e.daemon().Status().Inflight == 1 }, "hand-off sent")
+	require.NoError(t, ln.SetDeadline(time.Time{}))
+	c := accept(t, ln)
+	require.NotNil(t, c)
+	client.Close()
+	c.Close()
+	e.balanced()
+}
