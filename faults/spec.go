@@ -156,7 +156,7 @@ func Parse(k Kind, text string) (Spec, error) {
 		kn, v = strings.TrimSpace(kn), strings.TrimSpace(v)
 		i := slices.IndexFunc(f.keys, func(x key) bool { return x.name == kn })
 		if !ok || i < 0 {
-			return Spec{}, fmt.Errorf("fault %q: %q is not key=value with a key of %s: %s", text, kv, name, keyNames(f.keys))
+			return Spec{}, fmt.Errorf("fault %q: %q is not key=value with a known key; the keys of %s are %s", text, kv, name, keyNames(f.keys))
 		}
 		if _, dup := s.values[kn]; dup {
 			return Spec{}, fmt.Errorf("fault %q: key %s given twice", text, kn)

@@ -303,34 +303,6 @@ func cpuTicks(t *testing.T, pid int) int {
 	return u + s
 }
 
-func TestOutOfDescriptorsPausesAcceptingWithoutSpinning(t *testing.T) {
-	e := startEnv(t, "receive_timeout: 700ms\n")
-	_, base := e.servedOnce("orders", "/orders/")
-	var old unix.Rlimit
-	require.NoError(t, unix.Prlimit(e.daemon.PID(), unix.RLIMIT_NOFILE, nil, &old))
-	lim := unix.Rlimit{Cur: uint64(base + 4), Max: old.Max}
-	require.NoError(t, unix.Prlimit(e.daemon.PID(), unix.RLIMIT_NOFILE, &lim, nil))
-
-	for range 24 {
-		c, err := net.Dial("tcp", e.addr())
-		require.NoError(t, err) // the kernel completes the handshake; the daemon cannot accept most
-		defer c.Close()
-	}
-	ticks := cpuTicks(t, e.daemon.PID())
-	time.Sleep(time.Second)
-	used := cpuTicks(t, e.daemon.PID()) - ticks
-	assert.Less(t, used, 20, "daemon CPU while out of descriptors: %d ticks in 1s", used)
-
-	require.NoError(t, unix.Prlimit(e.daemon.PID(), unix.RLIMIT_NOFILE, &old, nil))
-	testutil.Eventually(t, 10*time.Second, func() bool { return e.status().Ledger.Accepted == 25 }, "all 24 accepted")
-	st := e.balanced()
-	assert.EqualValues(t, 25, st.Ledger.Accepted, "every connection is accepted once descriptors are back")
-	assert.EqualValues(t, 24, st.Ledger.Outcomes["receive_timeout"])
-	assert.Positive(t, st.Counters["accept_pauses_total"].(map[string]any)["emfile"])
-	_, err := testutil.NetTCPSession(e.addr(), e.via("/orders/"), step, "after")
-	require.NoError(t, err)
-}
-
 func TestWorkerOutOfDescriptorsRefusesHandoffAtOnce(t *testing.T) {
 	e := startEnv(t, "dispatch_timeout: 30s\n")
 	w, _ := e.servedOnce("orders", "/orders/")

@@ -1,0 +1,180 @@
+package faults
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// A Process is the daemon as daemon faults see it: whoever runs it (the
+// scenario runner, a test) implements it.
+type Process interface {
+	// Pid is the daemon's current process id; it changes on Restart.
+	Pid() int
+	// Restart stops the daemon, waits downtime, and starts it again; it
+	// returns once the new daemon serves (workers re-register by
+	// themselves).
+	Restart(downtime time.Duration) error
+}
+
+// Injector applies daemon faults (pause, restart, nofile) to a Process
+// and, given a Netns, the network fault netem, each on its schedule.
+type Injector struct {
+	proc  Process
+	netns *Netns
+	specs []Spec
+	log   *Log
+}
+
+// NewInjector checks specs (of Kind Daemon, or Network when netns is not
+// nil) and returns their injector.
+func NewInjector(proc Process, netns *Netns, specs []Spec, log *Log) (*Injector, error) {
+	for _, s := range specs {
+		switch {
+		case s.Kind == Daemon:
+		case s.Kind == Network && netns == nil:
+			return nil, fmt.Errorf("fault %q needs the client and the daemon in network namespaces", s)
+		case s.Kind != Network:
+			return nil, fmt.Errorf("fault %q is a %s fault, not a daemon or network fault", s, s.Kind)
+		}
+	}
+	return &Injector{proc: proc, netns: netns, specs: specs, log: log}, nil
+}
+
+// Run applies every fault at its at= (relative to start) and undoes it
+// after its for=, concurrently, and returns when all are done or ctx is.
+// Whatever happens, a fault it applied is undone before Run returns: a
+// paused daemon is continued, a lowered limit restored, netem removed.
+// It returns the errors of faults that could not be applied or undone.
+func (in *Injector) Run(ctx context.Context, start time.Time) error {
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
+	for _, s := range in.specs {
+		wg.Go(func() {
+			if err := in.run(ctx, start, s); err != nil {
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("fault %q: %w", s, err))
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// run applies one fault: wait for at, apply, wait for the end (or ctx),
+// undo.
+func (in *Injector) run(ctx context.Context, start time.Time, s Spec) error {
+	if !sleepUntil(ctx, start.Add(s.At)) {
+		return nil
+	}
+	if s.Name == "restart" {
+		in.log.Add(s, Start, fmt.Sprintf("stopping pid %d", in.proc.Pid()))
+		err := in.proc.Restart(s.For)
+		in.log.Add(s, End, fmt.Sprintf("serving again as pid %d", in.proc.Pid()))
+		return err
+	}
+	undo, detail, err := in.apply(s)
+	if err != nil {
+		in.log.Add(s, Instant, "not applied: "+err.Error())
+		return err
+	}
+	in.log.Add(s, Start, detail)
+	length := s.For
+	if length == 0 && s.Name == "pause" {
+		length = time.Second // a pause to the end would hang the run's teardown
+	}
+	if length > 0 {
+		sleepUntil(ctx, start.Add(s.At+length))
+	} else {
+		<-ctx.Done()
+	}
+	err = undo()
+	detail = "undone"
+	if err != nil {
+		detail = "undo failed: " + err.Error()
+	}
+	in.log.Add(s, End, detail)
+	return err
+}
+
+// apply applies s now and returns how to undo it.
+func (in *Injector) apply(s Spec) (undo func() error, detail string, err error) {
+	pid := in.proc.Pid()
+	switch s.Name {
+	case "pause":
+		if err := unix.Kill(pid, unix.SIGSTOP); err != nil {
+			return nil, "", err
+		}
+		return func() error { return unix.Kill(pid, unix.SIGCONT) }, fmt.Sprintf("SIGSTOP pid %d", pid), nil
+	case "nofile":
+		return lowerNOFILE(pid, s)
+	case "netem":
+		if err := in.netns.ApplyNetem(s); err != nil {
+			return nil, "", err
+		}
+		return in.netns.ClearNetem, "netem on", nil
+	}
+	return nil, "", fmt.Errorf("no injector for %s", s.Name)
+}
+
+// lowerNOFILE lowers pid's soft RLIMIT_NOFILE to limit= (default: the
+// descriptors it has open now + 8). Only the soft limit moves, so the old
+// one can be restored without privilege.
+func lowerNOFILE(pid int, s Spec) (undo func() error, detail string, err error) {
+	var old unix.Rlimit
+	if err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, nil, &old); err != nil {
+		return nil, "", err
+	}
+	limit := uint64(s.Int("limit", 0))
+	open, openErr := OpenFDs(pid)
+	if !s.Has("limit") {
+		if openErr != nil {
+			return nil, "", openErr
+		}
+		limit = uint64(open + 8)
+	}
+	lim := unix.Rlimit{Cur: min(limit, old.Max), Max: old.Max}
+	if err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, &lim, nil); err != nil {
+		return nil, "", err
+	}
+	restore := func() error {
+		cur := unix.Rlimit{Cur: old.Cur, Max: old.Max}
+		return unix.Prlimit(pid, unix.RLIMIT_NOFILE, &cur, nil)
+	}
+	return restore, fmt.Sprintf("RLIMIT_NOFILE of pid %d %d -> %d (%d open)", pid, old.Cur, lim.Cur, open), nil
+}
+
+// OpenFDs counts the descriptors pid has open.
+func OpenFDs(pid int) (int, error) {
+	ents, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/fd")
+	if err != nil {
+		return 0, err
+	}
+	return len(ents), nil
+}
+
+// sleepUntil waits until t or ctx is done; false if ctx ended it.
+func sleepUntil(ctx context.Context, t time.Time) bool {
+	d := time.Until(t)
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	tm := time.NewTimer(d)
+	defer tm.Stop()
+	select {
+	case <-tm.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
