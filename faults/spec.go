@@ -88,7 +88,7 @@ var catalogue = map[string]fault{
 	"dribble": {Client, "send the opening one byte per interval", []key{keyAt, keyFor, {"interval", "duration", "time between bytes (default 100ms)"}}},
 	"garbage": {Client, "send random bytes instead of a preamble or request", []key{keyAt, keyFor, keySeed, {"bytes", "int", "how many (default 64)"}}},
 	"oversize-via": {Client, "a Via (net.tcp) or request head (http) longer than the daemon accepts", []key{keyAt, keyFor,
-		{"len", "int", "length of the Via or Host (default 4096; the limit is 2048)"}}},
+		{"len", "int", "net.tcp: length of the Via (default 4096; the limit is 2048); http: of the request head (default 65536, above any max_http_head)"}}},
 	"unknown-route": {Client, "a Via or Host+path no worker registered", []key{keyAt, keyFor}},
 	"rst": {Client, "reset the connection (SO_LINGER 0)", []key{keyAt, keyFor,
 		{"when", "enum:connect|preamble|ack", "after connect, mid-preamble, or after the ack or response (default connect)"}}},

@@ -10,6 +10,12 @@
 // (no coordinated omission); a send the generator could not make on time is
 // counted as late. Every session ends in one outcome class (see Outcome).
 //
+// Client faults (ClientFault) make an evenly spread share of the sessions
+// misbehaving clients: silent, dribbling, sending garbage or an oversized
+// Via, asking for an unknown route, resetting, or connecting and closing.
+// They are measured apart from the normal sessions, so that a result says
+// what the well-behaved clients saw meanwhile.
+//
 // A run's measurements are a Result: HDR histograms per phase, outcome
 // counts and a per-second time series, written as JSON in the format
 // described in FORMAT.md. Memory stays flat however long a run lasts.

@@ -52,16 +52,22 @@ func newHTTPSession(o Options) *httpSession {
 		// Load targets use self-signed certificates.
 		s.tls = &tls.Config{InsecureSkipVerify: true, ServerName: u.Hostname(), NextProtos: []string{"http/1.1"}}
 	}
+	s.wire = httpRequest(o, u.RequestURI())
+	return s
+}
+
+// httpRequest is the request a session of o sends, for the request target
+// (origin form) given: the target's own, or another (client faults).
+func httpRequest(o Options, requestURI string) []byte {
 	var w bytes.Buffer
-	fmt.Fprintf(&w, "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: portshare-load\r\n", o.Method, u.RequestURI(), u.Host)
+	fmt.Fprintf(&w, "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: portshare-load\r\n", o.Method, requestURI, o.Target.host())
 	if bodyMethod(o.Method) {
 		fmt.Fprintf(&w, "Content-Length: %d\r\n\r\n", o.MessageSize)
 		w.Write(bytes.Repeat([]byte{'x'}, o.MessageSize))
 	} else {
 		w.WriteString("\r\n")
 	}
-	s.wire = w.Bytes()
-	return s
+	return w.Bytes()
 }
 
 func bodyMethod(m string) bool { return m == "POST" || m == "PUT" || m == "PATCH" }

@@ -1,6 +1,7 @@
 package loadgen
 
 import (
+	"maps"
 	"regexp"
 	"sort"
 	"sync"
@@ -84,6 +85,17 @@ type recorder struct {
 	// sessions end: live, or from hey's output after the run).
 	closedBefore int
 	notes        []string
+	// faults are the client faults' sessions, by index: kept apart, so
+	// that they never show in the normal sessions' measurements.
+	faults []faultRec
+}
+
+// faultRec is what the recorder keeps of one client fault's sessions.
+type faultRec struct {
+	sessions int64
+	outcomes map[string]int64
+	errors   map[string]int64
+	hist     *hdr.Histogram // session latency
 }
 
 // Second is one point of the time series: what happened in the second
@@ -141,6 +153,64 @@ func (r *recorder) Started(at time.Time, late bool) {
 		r.late++
 	}
 	r.mu.Unlock()
+}
+
+// addClientFaults makes room for the sessions of n client faults.
+func (r *recorder) addClientFaults(n int) {
+	for range n {
+		r.faults = append(r.faults, faultRec{outcomes: map[string]int64{}, errors: map[string]int64{}, hist: newHist(histDigits)})
+	}
+}
+
+// StartedFault counts a session of client fault k started (late, as
+// Started). It counts in the run's attempts and late sends, not in the
+// normal sessions' time series.
+func (r *recorder) StartedFault(k int, late bool) {
+	r.mu.Lock()
+	r.attempts++
+	if late {
+		r.late++
+	}
+	r.faults[k].sessions++
+	r.mu.Unlock()
+}
+
+// FinishedFault records a session of client fault k that ended with
+// outcome after latency (from its intended send time), apart from the
+// normal sessions.
+func (r *recorder) FinishedFault(k int, latency time.Duration, outcome string, err error) {
+	var sample string
+	if err != nil && outcome != OK && outcome != Aborted {
+		sample = errorSample(err.Error())
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	f := &r.faults[k]
+	f.outcomes[outcome]++
+	if sample != "" {
+		if _, ok := f.errors[sample]; ok || len(f.errors) < maxErrorSamples {
+			f.errors[sample]++
+		}
+	}
+	if outcome != Aborted {
+		f.hist.RecordValue(micros(latency))
+	}
+}
+
+// faultResults are the client faults' sections of the result, by index
+// (without their names and ratios, which the engine fills in).
+func (r *recorder) faultResults() []*FaultResult {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]*FaultResult, len(r.faults))
+	for k, f := range r.faults {
+		fr := &FaultResult{Sessions: f.sessions, Outcomes: maps.Clone(f.outcomes), Latency: *newLatency(f.hist)}
+		if len(f.errors) > 0 {
+			fr.Errors = maps.Clone(f.errors)
+		}
+		out[k] = fr
+	}
+	return out
 }
 
 // Finished records a session that ended at time end with outcome after

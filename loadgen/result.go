@@ -8,12 +8,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-
+	"maps"
 	"slices"
 	"strings"
 	"time"
 
 	hdr "github.com/HdrHistogram/hdrhistogram-go"
+
+	"github.com/portshare/portshare/faults"
 )
 
 // FormatVersion is the version of the result file format (FORMAT.md).
@@ -50,6 +52,26 @@ type Result struct {
 	Series   []Second            `json:"series"`
 	Errors   map[string]int64    `json:"errors,omitempty"` // samples of error messages
 	Notes    []string            `json:"notes,omitempty"`
+
+	// ClientFaults holds the sessions of each client fault
+	// (Options.ClientFaults), keyed by the spec as written. Attempts
+	// counts them; Outcomes, Latency, Phases, Series and Errors are the
+	// normal sessions' only.
+	ClientFaults map[string]*FaultResult `json:"client_faults,omitempty"`
+	// FaultEvents are the client faults' windows opening (faults.Start)
+	// and closing (faults.End) during the send phase; a window still open
+	// when it ended has no End. Like the series, they belong to one run.
+	FaultEvents []faults.Event `json:"fault_events,omitempty"`
+}
+
+// FaultResult is what the sessions of one client fault came to.
+type FaultResult struct {
+	Name     string           `json:"name"`     // the fault's name, e.g. "silent"
+	Ratio    float64          `json:"ratio"`    // the share of the sessions it was given
+	Sessions int64            `json:"sessions"` // its sessions started; Outcomes add up to it
+	Outcomes map[string]int64 `json:"outcomes"`
+	Latency  Latency          `json:"latency_us"`       // intended start → outcome, with its histogram (hdr)
+	Errors   map[string]int64 `json:"errors,omitempty"` // samples of error messages
 }
 
 // Seconds is a duration written as a number of seconds.
@@ -180,6 +202,24 @@ func ReadResult(rd io.Reader) (*Result, error) {
 			return nil, fmt.Errorf("result file: phase %q: %v", name, err)
 		}
 	}
+	for key, f := range r.ClientFaults {
+		switch {
+		case f == nil:
+			return nil, fmt.Errorf("result file: client fault %q is null", key)
+		case !(f.Ratio > 0 && f.Ratio <= 1):
+			return nil, fmt.Errorf("result file: client fault %q: ratio %g is not above 0 and at most 1", key, f.Ratio)
+		case f.Sessions < 0:
+			return nil, fmt.Errorf("result file: client fault %q: %d sessions", key, f.Sessions)
+		}
+		if _, err := f.Latency.Histogram(); err != nil {
+			return nil, fmt.Errorf("result file: client fault %q: %v", key, err)
+		}
+	}
+	for i, ev := range r.FaultEvents {
+		if ev.Name == "" || ev.Phase != faults.Start && ev.Phase != faults.End && ev.Phase != faults.Instant {
+			return nil, fmt.Errorf("result file: fault event %d is not an event (it needs a name and a phase of start, end or instant)", i)
+		}
+	}
 	return &r, nil
 }
 
@@ -188,7 +228,9 @@ func ReadResult(rd io.Reader) (*Result, error) {
 // attempts, late sends and histograms add up exactly, so percentiles are
 // those of all sessions together; rates, durations and windows are the
 // runs' means. A time series belongs to one run and is not merged (the
-// merged result has none). Stopped lists every run's reason, if any run
+// merged result has none), nor are fault events. Client fault sections
+// add up like the rest; the runs must have had the same client faults
+// with the same ratios. Stopped lists every run's reason, if any run
 // stopped early.
 func Merge(rs ...*Result) (*Result, error) {
 	if len(rs) == 0 {
@@ -207,6 +249,12 @@ func Merge(rs ...*Result) (*Result, error) {
 			r.Concurrency != first.Concurrency || r.Messages != first.Messages || r.MessageSize != first.MessageSize {
 			return nil, fmt.Errorf("merge: results of different loads do not mix (%s %s %s against %s %s %s)",
 				first.Model, first.Arrival, first.Target, r.Model, r.Arrival, r.Target)
+		}
+		if err := sameClientFaults(first, r); err != nil {
+			return nil, err
+		}
+		if err := m.mergeClientFaults(r); err != nil {
+			return nil, err
 		}
 		if r.Started.Before(m.Started) {
 			m.Started = r.Started
@@ -253,5 +301,66 @@ func Merge(rs ...*Result) (*Result, error) {
 		m.Latency = *s
 		m.Latency.Hist = ""
 	}
+	for _, f := range m.ClientFaults {
+		h, _ := f.Latency.Histogram() // the merge's own, made by mergeClientFaults
+		f.Latency = *newLatency(h)
+	}
 	return m, nil
+}
+
+// sameClientFaults checks that b ran the client faults of a, with the same
+// ratios: results of other faulty loads do not mix.
+func sameClientFaults(a, b *Result) error {
+	same := len(a.ClientFaults) == len(b.ClientFaults)
+	for key, f := range a.ClientFaults {
+		g := b.ClientFaults[key]
+		same = same && g != nil && f != nil && g.Ratio == f.Ratio
+	}
+	if !same {
+		return fmt.Errorf("merge: results of different loads do not mix (client faults %s against %s)", faultList(a), faultList(b))
+	}
+	return nil
+}
+
+// faultList lists a result's client faults with their ratios, sorted.
+func faultList(r *Result) string {
+	if len(r.ClientFaults) == 0 {
+		return "none"
+	}
+	var l []string
+	for _, key := range slices.Sorted(maps.Keys(r.ClientFaults)) {
+		l = append(l, fmt.Sprintf("%s ×%g", key, r.ClientFaults[key].Ratio))
+	}
+	return strings.Join(l, ", ")
+}
+
+// mergeClientFaults adds r's client fault sections to m's; each section's
+// histogram is m's own until Merge summarises it.
+func (m *Result) mergeClientFaults(r *Result) error {
+	for key, f := range r.ClientFaults {
+		h, err := f.Latency.Histogram()
+		if err != nil {
+			return fmt.Errorf("merge: client fault %q: %v", key, err)
+		}
+		if m.ClientFaults == nil {
+			m.ClientFaults = map[string]*FaultResult{}
+		}
+		g := m.ClientFaults[key]
+		if g == nil {
+			g = &FaultResult{Name: f.Name, Ratio: f.Ratio, Outcomes: map[string]int64{}, Latency: Latency{h: newHist(histDigits)}}
+			m.ClientFaults[key] = g
+		}
+		g.Sessions += f.Sessions
+		for o, n := range f.Outcomes {
+			g.Outcomes[o] += n
+		}
+		for msg, n := range f.Errors {
+			if g.Errors == nil {
+				g.Errors = map[string]int64{}
+			}
+			g.Errors[msg] += n
+		}
+		g.Latency.h.Merge(h)
+	}
+	return nil
 }

@@ -99,6 +99,9 @@ func FuzzReadResult(f *testing.F) {
 	var buf bytes.Buffer
 	fixture(20, time.Millisecond, OK).WriteJSON(&buf)
 	f.Add(buf.String())
+	buf.Reset()
+	faultFixture(5, time.Millisecond, Reset).WriteJSON(&buf)
+	f.Add(buf.String())
 	f.Add(`{"version":1,"phases":{"session":{"hdr":"HISTFAAAABx4nJNpmSzMwMDAxQABzFCaEUzOmQ0ABRkBFQ=="}}}`)
 	f.Add(`{"version":1,"phases":{"x":{"hdr":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}}}`)
 	f.Fuzz(func(t *testing.T, doc string) {

@@ -50,6 +50,11 @@ type Options struct {
 	// before they are cut short as aborted (default 1s).
 	Grace time.Duration
 
+	// ClientFaults make a share of the sessions misbehaving clients (see
+	// ClientFault); the rest are normal. Closed-model HTTP (hey) and some
+	// protocol and fault pairs refuse them (an OptionsError says which).
+	ClientFaults []ClientFault
+
 	// Progress, if set, is called about once a second from one goroutine.
 	Progress func(Snapshot)
 }
@@ -127,7 +132,7 @@ func (o *Options) defaults() error {
 	if o.Concurrency > o.MaxInFlight {
 		return optionsErrorf("concurrency %d is above the cap of %d sessions in flight (raise the open-files limit, ulimit -n)", o.Concurrency, o.MaxInFlight)
 	}
-	return nil
+	return o.checkClientFaults()
 }
 
 // validMethod reports whether m is an HTTP token of letters, as methods
@@ -172,6 +177,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	} else {
 		e.closed(sess)
 	}
+	e.plan.stopWatch() // the send phase is over
 	return e.finish(), nil
 }
 
@@ -202,6 +208,8 @@ type engine struct {
 	// the send window closed on arrivals still due (the rest are unsent).
 	cut int
 
+	plan *faultPlan // client faults; nil without
+
 	sessCtx    context.Context // the sessions': cancelled Grace after ctx
 	cancelSess context.CancelFunc
 	wg         sync.WaitGroup
@@ -210,8 +218,10 @@ type engine struct {
 }
 
 func newEngine(ctx context.Context, o Options, name string) *engine {
-	e := &engine{o: o, ctx: ctx, start: time.Now(), name: name, tickDone: make(chan struct{})}
+	e := &engine{o: o, ctx: ctx, start: time.Now(), name: name, tickDone: make(chan struct{}), plan: newFaultPlan(o)}
 	e.rec = newRecorder(e.start)
+	e.rec.addClientFaults(len(o.ClientFaults))
+	e.plan.watch(e.start, o.Duration)
 	e.sessCtx, e.cancelSess = context.WithCancel(context.WithoutCancel(ctx))
 	e.tickWG.Go(e.tick)
 	return e
@@ -243,25 +253,47 @@ func (e *engine) sendDeadline() (<-chan time.Time, func()) {
 	return t.C, func() { t.Stop() }
 }
 
+// startSession records that a session starts now, intended at the run's
+// offset at, and returns the session to run: sess, or a client fault's in
+// its place (k >= 0, the fault's index).
+func (e *engine) startSession(sess Session, at time.Duration, now time.Time, late bool) (Session, int) {
+	k, n := e.plan.pick(at)
+	if k < 0 {
+		e.rec.Started(now, late)
+		return sess, -1
+	}
+	e.rec.StartedFault(k, late)
+	return e.plan.session(k, n), k
+}
+
 // launch runs one session in its own goroutine; intended is when it was
-// meant to start. release is called when it ends.
-func (e *engine) launch(sess Session, intended time.Time, release func()) {
+// meant to start, k its client fault (-1: none). release is called when it
+// ends.
+func (e *engine) launch(sess Session, k int, intended time.Time, release func()) {
 	e.wg.Go(func() {
 		defer release()
-		e.runOne(sess, intended)
+		e.runOne(sess, k, intended)
 	})
 }
 
-// runOne runs one session and records it.
-func (e *engine) runOne(sess Session, intended time.Time) {
+// runOne runs one session (of client fault k, or normal if k < 0) and
+// records it.
+func (e *engine) runOne(sess Session, k int, intended time.Time) {
 	e.rec.inFlight.Add(1)
 	defer e.rec.inFlight.Add(-1)
 	ph := Phases{rec: e.rec}
+	if k >= 0 {
+		ph.rec = nil // a faulty session's phases are not the normal sessions'
+	}
 	outcome, err := sess.Run(e.sessCtx, &ph)
 	if outcome != OK && e.sessCtx.Err() != nil {
 		outcome = Aborted
 	}
 	end := time.Now()
+	if k >= 0 {
+		e.rec.FinishedFault(k, end.Sub(intended), outcome, err)
+		return
+	}
 	e.rec.Finished(end, end.Sub(intended), outcome, &ph, err)
 }
 
@@ -325,9 +357,9 @@ func (e *engine) open(sess Session) {
 			}
 		}
 		now := time.Now()
-		e.rec.Started(now, now.Sub(intended) > e.o.LateAfter)
+		next, k := e.startSession(sess, at, now, now.Sub(intended) > e.o.LateAfter)
 		e.sendEnd = now
-		e.launch(sess, intended, release)
+		e.launch(next, k, intended, release)
 	}
 }
 
@@ -373,8 +405,8 @@ func (e *engine) closed(sess Session) {
 					return
 				}
 				now := time.Now()
-				e.rec.Started(now, false)
-				e.runOne(sess, now)
+				next, k := e.startSession(sess, now.Sub(e.start), now, false)
+				e.runOne(next, k, now)
 			}
 		})
 	}
@@ -460,6 +492,15 @@ func (e *engine) finish() *Result {
 		res.Model, res.Concurrency = "closed", o.Concurrency
 	}
 	res.Window = Seconds(window.Seconds())
+	if e.plan != nil {
+		res.ClientFaults = map[string]*FaultResult{}
+		for k, fr := range e.rec.faultResults() {
+			f := e.plan.clients[k]
+			fr.Name, fr.Ratio = f.Spec.Name, f.Ratio
+			res.ClientFaults[f.key] = fr
+		}
+		res.FaultEvents = e.plan.events()
+	}
 	if window > 0 {
 		res.AchievedRate = float64(res.Attempts) / window.Seconds()
 	}
@@ -467,6 +508,7 @@ func (e *engine) finish() *Result {
 }
 
 func (e *engine) close() {
+	e.plan.stopWatch()
 	e.cancelSess()
 	close(e.tickDone)
 	e.tickWG.Wait()

@@ -25,7 +25,24 @@ func WriteSummary(w io.Writer, r *Result) error {
 		fmt.Fprintf(tw, " of %.1f/s intended, %d late sends (%d never sent)", r.TargetRate, r.LateSends, r.Unsent)
 	}
 	fmt.Fprintln(tw)
-	fmt.Fprintf(tw, "outcomes\t%s\n", formatOutcomes(r.Outcomes))
+	keys := slices.Sorted(maps.Keys(r.ClientFaults))
+	var faulty int64
+	for _, k := range keys {
+		faulty += r.ClientFaults[k].Sessions
+	}
+	if len(keys) > 0 {
+		fmt.Fprintf(tw, "outcomes\t%s (the %d normal sessions)\n", formatOutcomes(r.Outcomes), r.Attempts-faulty)
+	} else {
+		fmt.Fprintf(tw, "outcomes\t%s\n", formatOutcomes(r.Outcomes))
+	}
+	for _, k := range keys {
+		f := r.ClientFaults[k]
+		fmt.Fprintf(tw, "client fault\t%s (ratio %g): %d sessions: %s", k, f.Ratio, f.Sessions, formatOutcomes(f.Outcomes))
+		if l := f.Latency; l.Count > 0 {
+			fmt.Fprintf(tw, "; session p50 %s p99 %s max %s", us(l.P50), us(l.P99), us(l.Max))
+		}
+		fmt.Fprintln(tw)
+	}
 	if r.Stopped != "" {
 		fmt.Fprintf(tw, "stopped\t%s\n", r.Stopped)
 	}

@@ -65,3 +65,10 @@ func ParseTarget(s string) (Target, error) {
 	t.Addr = net.JoinHostPort(u.Hostname(), port)
 	return t, nil
 }
+
+// host is the target's host[:port] as its URL writes it: an HTTP
+// request's Host header.
+func (t Target) host() string {
+	u, _ := url.Parse(t.URL) // ParseTarget made it
+	return u.Host
+}

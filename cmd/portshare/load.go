@@ -8,6 +8,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 	"golang.org/x/term"
 
+	"github.com/portshare/portshare/faults"
 	"github.com/portshare/portshare/loadgen"
 )
 
@@ -27,9 +29,10 @@ func newLoadCmd() *cobra.Command {
 		seed                                    uint64
 		duration, hold, sendDelay               time.Duration
 		connectTimeout, timeout, lateAfter      time.Duration
+		clientFaults, clientRatios              []string
 	)
 	cmd := &cobra.Command{
-		Use:   "load --target URI (--rate R | --concurrency C) (--duration D | --count N)",
+		Use:   "load --target URI (--rate R | --concurrency C) (--duration D | --count N) [--client-fault SPEC [--client-fault-ratio R]]…",
 		Short: "Generate load: net.tcp sessions, HTTP requests or a TCP connection storm",
 		Long: `Generate load against a shared port (or any server) and measure it.
 
@@ -53,7 +56,22 @@ Every session ends in one outcome: ok, refused, connect_timeout, reset, eof,
 timeout, fault:NAME, http:CODE, protocol_error, client_error, aborted or
 error. A progress line shows on a terminal; the summary goes to stdout;
 --json writes the result file (loadgen/FORMAT.md). Ctrl-C stops early and
-still writes the results.`,
+still writes the results.
+
+--client-fault SPEC (repeatable) makes a share of the sessions misbehaving
+clients, given by --client-fault-ratio R (repeatable, paired with the faults
+in order; a single fault without one takes every session). Which sessions
+are faulty is evenly spread and repeatable: 0.05 of 2,000 sessions is
+exactly 100. at= and for= count from the run's start. The summary and the
+result file report the faulty sessions apart (client_faults), so the
+outcomes and latencies are still those of the normal clients. oversize-via
+pads the Via (net.tcp; default 4096 bytes, MC-NMF's limit is 2048) or the
+request path (http; default a 64 KiB head, above any max_http_head);
+unknown-route asks for /portshare-unknown-route/. Client faults need a
+clear protocol: tcp:// storms take silent, connect-close and rst:when=connect,
+https:// targets those and garbage; closed-model http takes none.
+Client faults:
+` + faults.Help(faults.Client),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			f := cmd.Flags()
 			if target == "" {
@@ -102,6 +120,9 @@ still writes the results.`,
 			}
 			if t.Protocol != loadgen.TCP && (send != "" || hold > 0 || sendDelay > 0) {
 				return usagef("--send, --send-delay and --hold are for tcp:// connection storms")
+			}
+			if o.ClientFaults, err = parseClientFaults(clientFaults, clientRatios); err != nil {
+				return err
 			}
 			// Make the result file first, so a run is not lost to a bad
 			// path; it replaces FILE only once the results are in it.
@@ -167,8 +188,52 @@ still writes the results.`,
 	f.DurationVar(&timeout, "timeout", 10*time.Second, "give up a session after this long")
 	f.IntVar(&maxIn, "max-inflight", 0, "cap on sessions in flight (default: the open-files limit less 64)")
 	f.DurationVar(&lateAfter, "late-after", time.Millisecond, "a send this far behind its intended time counts as late")
+	f.StringArrayVar(&clientFaults, "client-fault", nil, "misbehaving client `SPEC` for a share of the sessions (repeatable; see above)")
+	f.StringArrayVar(&clientRatios, "client-fault-ratio", nil, "share of the sessions the client fault in the same position takes, 0 < `R` <= 1 (or a percentage, 5%)")
 	f.StringVar(&jsonPath, "json", "", "write the result file to `FILE` (- for stdout; the summary then goes to stderr)")
 	return cmd
+}
+
+// parseClientFaults pairs --client-fault specs with --client-fault-ratio
+// values by position. A single fault without a ratio takes every session.
+// Errors are usage errors, one line each.
+func parseClientFaults(specs, ratios []string) ([]loadgen.ClientFault, error) {
+	switch {
+	case len(specs) == 0 && len(ratios) > 0:
+		return nil, usagef("--client-fault-ratio is the share of a --client-fault: give the fault too")
+	case len(ratios) == 0 && len(specs) > 1:
+		return nil, usagef("give a --client-fault-ratio for each of the %d --client-fault specs, in the same order", len(specs))
+	case len(ratios) > 0 && len(ratios) != len(specs):
+		return nil, usagef("%d --client-fault specs but %d --client-fault-ratio values: give one ratio per fault, in the same order", len(specs), len(ratios))
+	}
+	var out []loadgen.ClientFault
+	for i, text := range specs {
+		s, err := faults.Parse(faults.Client, text)
+		if err != nil {
+			return nil, usagef("--client-fault: %v", err)
+		}
+		r := 1.0
+		if len(ratios) > 0 {
+			if r, err = parseRatio(ratios[i]); err != nil {
+				return nil, usagef("--client-fault-ratio %q (for %s): %v", ratios[i], text, err)
+			}
+		}
+		out = append(out, loadgen.ClientFault{Spec: s, Ratio: r})
+	}
+	return out, nil
+}
+
+// parseRatio reads a share of the sessions: 0.05 or 5%.
+func parseRatio(v string) (float64, error) {
+	num, pct := strings.CutSuffix(strings.TrimSpace(v), "%")
+	r, err := strconv.ParseFloat(num, 64)
+	if pct {
+		r /= 100
+	}
+	if err != nil || !(r > 0 && r <= 1) {
+		return 0, fmt.Errorf("want a share above 0 and at most 1, such as 0.05 or 5%%")
+	}
+	return r, nil
 }
 
 // raiseNOFILE lifts the soft open-files limit to the hard one: a load
