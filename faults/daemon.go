@@ -33,10 +33,13 @@ type Injector struct {
 }
 
 // NewInjector checks specs (of Kind Daemon, or Network when netns is not
-// nil) and returns their injector.
+// nil) and returns their injector. proc may be nil when there are only
+// network faults.
 func NewInjector(proc Process, netns *Netns, specs []Spec, log *Log) (*Injector, error) {
 	for _, s := range specs {
 		switch {
+		case s.Kind == Daemon && proc == nil:
+			return nil, fmt.Errorf("fault %q needs the daemon's process", s)
 		case s.Kind == Daemon:
 		case s.Kind == Network && netns == nil:
 			return nil, fmt.Errorf("fault %q needs the client and the daemon in network namespaces", s)
@@ -44,14 +47,53 @@ func NewInjector(proc Process, netns *Netns, specs []Spec, log *Log) (*Injector,
 			return nil, fmt.Errorf("fault %q is a %s fault, not a daemon or network fault", s, s.Kind)
 		}
 	}
+	for i, a := range specs {
+		for _, b := range specs[i+1:] {
+			if clash(a, b) && overlap(a, b) {
+				return nil, fmt.Errorf("faults %q and %q overlap in time: one would undo the other (give them windows apart)", a, b)
+			}
+		}
+	}
 	return &Injector{proc: proc, netns: netns, specs: specs, log: log}, nil
 }
 
+// clash reports whether a and b cannot be in effect at once: two of the
+// same fault save and restore the same state, and a restart replaces the
+// process that a pause or a lowered limit acts on.
+func clash(a, b Spec) bool {
+	return a.Name == b.Name || a.Name == "restart" || b.Name == "restart"
+}
+
+// window is when s is in effect, relative to the start; ok is false for
+// a fault that lasts to the end.
+func window(s Spec) (from, to time.Duration, ok bool) {
+	switch {
+	case s.Name == "pause" && s.For == 0:
+		return s.At, s.At + defaultPause, true
+	case s.Name == "restart":
+		return s.At, s.At + s.For + time.Nanosecond, true // the stop itself takes time
+	}
+	to, ok = s.End()
+	return s.At, to, ok
+}
+
+func overlap(a, b Spec) bool {
+	af, at, aok := window(a)
+	bf, bt, bok := window(b)
+	return (!aok || bf < at) && (!bok || af < bt)
+}
+
+// defaultPause is how long a pause without for= lasts: to the end would
+// leave the daemon stopped through the run's teardown.
+const defaultPause = time.Second
+
 // Run applies every fault at its at= (relative to start) and undoes it
-// after its for=, concurrently, and returns when all are done or ctx is.
-// Whatever happens, a fault it applied is undone before Run returns: a
-// paused daemon is continued, a lowered limit restored, netem removed.
-// It returns the errors of faults that could not be applied or undone.
+// after its for= (a pause without one lasts 1s), concurrently, and returns
+// when all are done or ctx is. However Run returns, a fault it applied is
+// undone first: a paused daemon is continued, a lowered limit restored,
+// netem removed. (Only a SIGKILL of the process running Run can leave a
+// fault in place.) It returns the errors of faults that could not be
+// applied or undone.
 func (in *Injector) Run(ctx context.Context, start time.Time) error {
 	var (
 		wg   sync.WaitGroup
@@ -79,9 +121,12 @@ func (in *Injector) run(ctx context.Context, start time.Time, s Spec) error {
 	}
 	if s.Name == "restart" {
 		in.log.Add(s, Start, fmt.Sprintf("stopping pid %d", in.proc.Pid()))
-		err := in.proc.Restart(s.For)
+		if err := in.proc.Restart(s.For); err != nil {
+			in.log.Add(s, End, "restart failed: "+err.Error())
+			return err
+		}
 		in.log.Add(s, End, fmt.Sprintf("serving again as pid %d", in.proc.Pid()))
-		return err
+		return nil
 	}
 	undo, detail, err := in.apply(s)
 	if err != nil {
@@ -89,12 +134,8 @@ func (in *Injector) run(ctx context.Context, start time.Time, s Spec) error {
 		return err
 	}
 	in.log.Add(s, Start, detail)
-	length := s.For
-	if length == 0 && s.Name == "pause" {
-		length = time.Second // a pause to the end would hang the run's teardown
-	}
-	if length > 0 {
-		sleepUntil(ctx, start.Add(s.At+length))
+	if _, end, ok := window(s); ok {
+		sleepUntil(ctx, start.Add(end))
 	} else {
 		<-ctx.Done()
 	}
@@ -109,15 +150,15 @@ func (in *Injector) run(ctx context.Context, start time.Time, s Spec) error {
 
 // apply applies s now and returns how to undo it.
 func (in *Injector) apply(s Spec) (undo func() error, detail string, err error) {
-	pid := in.proc.Pid()
 	switch s.Name {
 	case "pause":
+		pid := in.proc.Pid()
 		if err := unix.Kill(pid, unix.SIGSTOP); err != nil {
 			return nil, "", err
 		}
 		return func() error { return unix.Kill(pid, unix.SIGCONT) }, fmt.Sprintf("SIGSTOP pid %d", pid), nil
 	case "nofile":
-		return lowerNOFILE(pid, s)
+		return lowerNOFILE(in.proc.Pid(), s)
 	case "netem":
 		if err := in.netns.ApplyNetem(s); err != nil {
 			return nil, "", err

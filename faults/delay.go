@@ -42,9 +42,6 @@ func NewDelay(s Spec) *Delay {
 	return d
 }
 
-// Mean is the delay's mean before the cap.
-func (d *Delay) Mean() time.Duration { return d.mean }
-
 // Next draws one delay.
 func (d *Delay) Next() time.Duration {
 	if d.dist == "fixed" {

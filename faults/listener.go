@@ -46,7 +46,8 @@ type Listener struct {
 	stopAt                          time.Duration // crash: accepting stops here, -1 if by count
 	accepted                        atomic.Int64
 	dying                           atomic.Bool
-	deadlineSet                     bool // on the wrapped listener, by acceptBefore
+	acceptMu                        sync.Mutex // serialises acceptBefore; guards:
+	deadlineSet                     bool       // on the wrapped listener
 
 	timersMu sync.Mutex
 	timers   []*time.Timer
@@ -60,19 +61,38 @@ type connFault struct {
 	hits  atomic.Int64
 }
 
-// NewListener wraps ln with specs (all of Kind Worker), timed from start.
-// It schedules the faults' events and, for crash at=, the kill.
+// NewListener wraps ln with specs, timed from start. It schedules the
+// faults' events and, for crash at=, the kill. It fails, leaving ln alone,
+// if CheckWorker refuses specs.
 func NewListener(ln net.Listener, specs []Spec, start time.Time, log *Log) (*Listener, error) {
 	return newListener(ln, specs, start, log, func() { unix.Kill(os.Getpid(), unix.SIGKILL) })
 }
 
-// newListener is NewListener with the crash's kill given (tests).
-func newListener(ln net.Listener, specs []Spec, start time.Time, log *Log, kill func()) (*Listener, error) {
-	l := &Listener{Listener: ln, start: start, log: log, closed: make(chan struct{}), stopAt: -1, kill: kill}
+// CheckWorker reports whether specs make a set of worker faults one
+// Listener can apply: all of Kind Worker, and one crash at most. Check
+// before registering, so a bad set never reaches the daemon.
+func CheckWorker(specs []Spec) error {
+	crashes := 0
 	for _, s := range specs {
 		if s.Kind != Worker {
-			return nil, fmt.Errorf("fault %q is a %s fault, not a worker fault", s, s.Kind)
+			return fmt.Errorf("fault %q is a %s fault, not a worker fault", s, s.Kind)
 		}
+		if s.Name == "crash" {
+			if crashes++; crashes > 1 {
+				return fmt.Errorf("fault %q: a worker crashes once; give one crash fault", s)
+			}
+		}
+	}
+	return nil
+}
+
+// newListener is NewListener with the crash's kill given (tests).
+func newListener(ln net.Listener, specs []Spec, start time.Time, log *Log, kill func()) (*Listener, error) {
+	if err := CheckWorker(specs); err != nil {
+		return nil, err
+	}
+	l := &Listener{Listener: ln, start: start, log: log, closed: make(chan struct{}), stopAt: -1, kill: kill}
+	for _, s := range specs {
 		cf := &connFault{spec: s, coin: NewCoin(s), delay: NewDelay(s)}
 		switch s.Name {
 		case "slow-accept":
@@ -84,9 +104,6 @@ func newListener(ln net.Listener, specs []Spec, start time.Time, log *Log, kill 
 		case "stall", "hang":
 			l.blocks = append(l.blocks, s)
 		case "crash":
-			if l.crash != nil {
-				return nil, fmt.Errorf("fault %q: a worker crashes once; give one crash fault", s)
-			}
 			l.crash = &s
 		}
 	}
@@ -224,14 +241,15 @@ func (l *Listener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
+		// A refused connection was accepted too: it counts towards a crash.
 		n := l.accepted.Add(1)
-		if refused := l.refused(); refused {
-			c.Close()
-			continue
-		}
-		if l.crash != nil && l.crash.Has("after") && n == int64(l.crash.Int("after", 0)) {
+		if l.crash != nil && l.crash.Has("after") && n >= int64(l.crash.Int("after", 0)) && !l.dying.Swap(true) {
 			l.crashAfterCount(c)
 			return nil, net.ErrClosed
+		}
+		if l.refused() {
+			c.Close()
+			continue
 		}
 		if len(l.slowMessage) > 0 {
 			c = &slowConn{Conn: c, l: l}
@@ -249,6 +267,10 @@ var errWindow = errors.New("fault window opened")
 // stall stops even an Accept already waiting; on another listener an
 // Accept waiting when a window opens takes one more connection.
 func (l *Listener) acceptBefore() (net.Conn, error) {
+	// One caller at a time sets the wrapped listener's deadline and waits
+	// under it, so concurrent Accepts do not cut each other's waits short.
+	l.acceptMu.Lock()
+	defer l.acceptMu.Unlock()
 	dl, ok := l.Listener.(interface{ SetDeadline(time.Time) error })
 	next, has := l.nextBlock(l.elapsed())
 	if !ok || (!has && !l.deadlineSet) {
@@ -302,7 +324,6 @@ func (l *Listener) refused() bool {
 // dies.
 func (l *Listener) crashAfterCount(c net.Conn) {
 	s := *l.crash
-	l.dying.Store(true)
 	if d := s.Duration("inflight", 0); d > 0 {
 		l.log.Add(s, Start, "stopped accepting before the kill")
 		l.wait(d)
@@ -337,6 +358,15 @@ func (l *Listener) Close() error {
 type slowConn struct {
 	net.Conn
 	l *Listener
+}
+
+// CloseWrite passes through to the wrapped conn (a TCP or worker conn has
+// it), so a service that half-closes after a fault record still drains.
+func (c *slowConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.ErrUnsupported
 }
 
 func (c *slowConn) Write(p []byte) (int, error) {

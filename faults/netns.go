@@ -97,7 +97,7 @@ func checkAvailable() error {
 	if missing := missingCaps(); missing != "" {
 		return fmt.Errorf("network namespaces need root: uid %d lacks %s", os.Geteuid(), missing)
 	}
-	probe := "ps-" + randomHex() + "-p"
+	probe := nsBase() + "-p"
 	if err := runTool("ip", "netns", "add", probe); err != nil {
 		return fmt.Errorf("network namespaces: %v", err)
 	}
@@ -137,7 +137,7 @@ func checkNetem() error {
 	if err := Available(); err != nil {
 		return err
 	}
-	scratch := "ps-" + randomHex() + "-n"
+	scratch := nsBase() + "-n"
 	if err := runTool("ip", "netns", "add", scratch); err != nil {
 		return fmt.Errorf("netem: %v", err)
 	}
@@ -154,6 +154,31 @@ func tcNetem(err error) error {
 }
 
 func randomHex() string { return fmt.Sprintf("%08x", rand.Uint32()) }
+
+// nsBase starts the names of this process's namespaces: "ps-PID-HEX".
+// The pid lets a later process delete the namespaces of one that died
+// before it could (removeStale).
+func nsBase() string { return fmt.Sprintf("ps-%d-%s", os.Getpid(), randomHex()) }
+
+// removeStale deletes, once per process, the namespaces that processes
+// no longer alive left behind: a test binary killed at its timeout, or
+// Ctrl-C'd, never runs its cleanups.
+var removeStale = sync.OnceFunc(removeStaleNamespaces)
+
+func removeStaleNamespaces() {
+	ents, _ := os.ReadDir(filepath.Dir(netnsPath("x")))
+	for _, e := range ents {
+		rest, ok := strings.CutPrefix(e.Name(), "ps-")
+		pidText, _, ok2 := strings.Cut(rest, "-")
+		pid, err := strconv.Atoi(pidText)
+		if !ok || !ok2 || err != nil || pid <= 0 || pid == os.Getpid() {
+			continue
+		}
+		if unix.Kill(pid, 0) == unix.ESRCH {
+			runTool("ip", "netns", "del", e.Name())
+		}
+	}
+}
 
 // Netns is a pair of network namespaces joined by a veth pair: a client
 // namespace and a daemon namespace, each with one end of the link, an
@@ -175,9 +200,9 @@ type Netns struct {
 // and packet captures unambiguous.
 var inUse sync.Map // netip.Prefix → struct{}
 
-// NewNetns creates two namespaces, "ps-ID-c" (client) and "ps-ID-d"
-// (daemon) for a random ID, a veth pair joining them (the ends "psIDc" and
-// "psIDd"), addresses .1 (client) and .2 (daemon) of a random /30 in
+// NewNetns creates two namespaces, "ps-PID-ID-c" (client) and
+// "ps-PID-ID-d" (daemon) for this process's PID and a random ID, a veth pair
+// joining them (the ends "psIDc" and "psIDd", named only inside them), addresses .1 (client) and .2 (daemon) of a random /30 in
 // 10.0.0.0/8, and brings both ends and lo up. It needs Available; on any
 // error it deletes whatever it had made and returns the error with the
 // failing command's message. The caller must Close the Netns.
@@ -185,8 +210,8 @@ func NewNetns() (*Netns, error) {
 	if err := Available(); err != nil {
 		return nil, err
 	}
-	id := randomHex()
-	return newNetns("ps-"+id, "ps"+id, reservePrefix())
+	removeStale()
+	return newNetns(nsBase(), "ps"+randomHex(), reservePrefix())
 }
 
 // reservePrefix picks a random /30 in 10.0.0.0/8 that no live Netns of

@@ -1,6 +1,7 @@
 package faults
 
 import (
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -83,7 +84,7 @@ func TestNetnsFailedCreationLeavesNothing(t *testing.T) {
 		t.Skip(err)
 	}
 	t.Run("second namespace taken", func(t *testing.T) {
-		base := "ps-" + randomHex()
+		base := nsBase()
 		require.NoError(t, runTool("ip", "netns", "add", base+"-d"))
 		t.Cleanup(func() { runTool("ip", "netns", "del", base+"-d") })
 		_, err := newNetns(base, "ps"+randomHex(), reservePrefix())
@@ -92,7 +93,7 @@ func TestNetnsFailedCreationLeavesNothing(t *testing.T) {
 		assert.NotContains(t, namespaces(t), base+"-c", "the namespace made before the failure is gone")
 	})
 	t.Run("veth fails", func(t *testing.T) {
-		base := "ps-" + randomHex()
+		base := nsBase()
 		prefix := reservePrefix()
 		_, err := newNetns(base, "a-link-name-longer-than-IFNAMSIZ", prefix)
 		require.Error(t, err)
@@ -308,4 +309,23 @@ func TestAvailableIsOneLine(t *testing.T) {
 			assert.NotEmpty(t, strconv.Quote(err.Error()))
 		}
 	}
+}
+
+// Namespaces of a process that died without cleaning up are deleted by
+// the next one; those of live processes are left alone.
+func TestStaleNamespacesOfDeadProcessesAreRemoved(t *testing.T) {
+	if err := Available(); err != nil {
+		t.Skip(err)
+	}
+	dead := exec.Command("true")
+	require.NoError(t, dead.Run())
+	stale := fmt.Sprintf("ps-%d-%s-c", dead.Process.Pid, randomHex())
+	mine := nsBase() + "-c"
+	for _, ns := range []string{stale, mine} {
+		require.NoError(t, runTool("ip", "netns", "add", ns))
+		t.Cleanup(func() { runTool("ip", "netns", "del", ns) })
+	}
+	removeStaleNamespaces()
+	assert.NotContains(t, namespaces(t), stale)
+	assert.Contains(t, namespaces(t), mine)
 }

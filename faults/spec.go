@@ -218,7 +218,7 @@ func checkValue(k key, v string) error {
 			return fmt.Errorf("want a probability from 0 to 1")
 		}
 	case "percent":
-		if _, err := parsePercent(v); err != nil {
+		if _, err := ParseShare(v); err != nil {
 			return err
 		}
 	case "int":
@@ -241,14 +241,17 @@ func checkValue(k key, v string) error {
 	return nil
 }
 
-// parsePercent reads "1%", "1.5%" or a fraction "0.01" as a percentage.
-func parsePercent(v string) (float64, error) {
-	f, err := strconv.ParseFloat(strings.TrimSuffix(v, "%"), 64)
-	if !strings.HasSuffix(v, "%") {
-		f *= 100
+// ParseShare reads a share of a whole written as a fraction (0.05) or a
+// percentage (5%): the one syntax of fault probabilities, ratios and
+// netem percentages. It is refused outside 0..1.
+func ParseShare(v string) (float64, error) {
+	num, pct := strings.CutSuffix(strings.TrimSpace(v), "%")
+	f, err := strconv.ParseFloat(num, 64)
+	if pct {
+		f /= 100
 	}
-	if err != nil || f < 0 || f > 100 || math.IsNaN(f) {
-		return 0, fmt.Errorf("want a percentage such as 1%% (or a fraction 0.01)")
+	if err != nil || !(f >= 0 && f <= 1) {
+		return 0, fmt.Errorf("want a share from 0 to 1, such as 0.05 or 5%%")
 	}
 	return f, nil
 }
@@ -270,7 +273,20 @@ func (s Spec) check() error {
 			return fmt.Errorf("fault %q: shape must be above 1 (the mean of a Pareto delay is infinite otherwise)", s.text)
 		}
 	case "stall":
-		return need("for", "how long the worker stops accepting, e.g. for=3s")
+		if s.For <= 0 {
+			return fmt.Errorf("fault %q: give for=… above 0 (how long the worker stops accepting, e.g. for=3s; hang stops it for good)", s.text)
+		}
+	case "crash":
+		if s.Has("after") && s.Int("after", 0) < 1 {
+			return fmt.Errorf("fault %q: after= counts accepted connections and must be at least 1", s.text)
+		}
+		if s.Has("after") && s.Has("at") {
+			return fmt.Errorf("fault %q: give at= (a time) or after= (a count), not both", s.text)
+		}
+	case "oversize-via":
+		if s.Has("len") && s.Int("len", 0) <= 2048 {
+			return fmt.Errorf("fault %q: len= must be above 2048, the longest Via MC-NMF allows", s.text)
+		}
 	case "netem":
 		if !s.Has("delay") && !s.Has("loss") {
 			return fmt.Errorf("fault %q: give delay=… and/or loss=…", s.text)
@@ -312,11 +328,12 @@ func (s Spec) Float(k string, def float64) float64 {
 	return def
 }
 
-// Percent returns key k as a percentage, or def if not given.
+// Percent returns key k (written 1% or 0.01) as a percentage, or def if
+// not given.
 func (s Spec) Percent(k string, def float64) float64 {
 	if v, ok := s.values[k]; ok {
-		f, _ := parsePercent(v)
-		return f
+		f, _ := ParseShare(v)
+		return f * 100
 	}
 	return def
 }

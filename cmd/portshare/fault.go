@@ -23,7 +23,8 @@ func newFaultCmd() *cobra.Command {
 		Short: "Apply daemon faults (pause, nofile) to a running daemon",
 		Args:  cobra.ArbitraryArgs,
 		Long: `Apply daemon faults to a running daemon, each on its schedule (at= and for=
-count from now), and undo them when they end or on Ctrl-C. The daemon is the
+count from now), and undo them when they end, on Ctrl-C, or when the terminal
+goes (SIGHUP). The daemon is the
 one answering at --control-socket, or process --pid. Each fault taking or
 leaving effect is printed as a JSON line on stdout.
 
@@ -63,7 +64,9 @@ Worker faults are given to 'portshare worker --fault', client faults to
 			if err := syscall.Kill(pid, 0); err != nil {
 				return fmt.Errorf("process %d: %w", pid, err)
 			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			// Any catchable end undoes the faults: a daemon left stopped
+			// or short of descriptors is worse than the fault.
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
 			defer stop()
 			in, err := faults.NewInjector(pidProcess(pid), nil, specs, faults.NewLog("portshare fault", cmd.OutOrStdout(), nil))
 			if err != nil {

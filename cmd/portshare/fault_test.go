@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -36,23 +37,18 @@ func TestFaultUsageErrors(t *testing.T) {
 func TestFaultPausesARunningDaemon(t *testing.T) {
 	e := startEnv(t, "")
 	e.worker("orders", "echo", e.route("net.tcp://+:%d/orders/"))
-	type result struct {
-		code     int
-		out, err string
-	}
-	done := make(chan result, 1)
+	var out, errs testutil.Buffer
+	done := make(chan int, 1)
 	go func() {
-		code, out, errs := cli("fault", "--control-socket", e.socket, "pause:at=100ms,for=600ms")
-		done <- result{code, out, errs}
+		done <- run(context.Background(), []string{"fault", "--control-socket", e.socket, "pause:at=100ms,for=600ms"}, &out, &errs)
 	}()
-	time.Sleep(200 * time.Millisecond)
+	testutil.Eventually(t, step, func() bool { return strings.Contains(out.String(), `"phase":"start"`) }, "paused: %s", errs.String())
 	t0 := time.Now()
 	_, err := testutil.NetTCPSession(e.addr(), e.via("/orders/"), step, "x")
 	require.NoError(t, err)
-	assert.GreaterOrEqual(t, time.Since(t0), 400*time.Millisecond, "served after the pause")
-	r := <-done
-	require.Equal(t, 0, r.code, r.err)
-	ev, err := faults.ReadEvents(strings.NewReader(r.out))
+	assert.GreaterOrEqual(t, time.Since(t0), 300*time.Millisecond, "served after the pause")
+	require.Equal(t, 0, <-done, errs.String())
+	ev, err := faults.ReadEvents(strings.NewReader(out.String()))
 	require.NoError(t, err)
 	require.Len(t, ev, 2)
 	assert.Equal(t, faults.Start, ev[0].Phase)

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -100,7 +101,8 @@ func TestSlowAcceptUnderReclaimKeepsTheWorkerAndNoClientWaits(t *testing.T) {
 	assert.Zero(t, res.Outcomes["timeout"], "nobody hangs until the client gives up")
 	// A client waits at most queue_timeout in the queue, then
 	// dispatch_timeout for the worker, then is answered.
-	assert.Less(t, time.Duration(res.Latency.Max)*time.Microsecond, 800*time.Millisecond+time.Second,
+	// (Waiting for the slow worker instead would take about 1.3s.)
+	assert.Less(t, time.Duration(res.Latency.Max)*time.Microsecond, 800*time.Millisecond+300*time.Millisecond,
 		"longest wait %dµs", res.Latency.Max)
 	t.Logf("reclaim: %v; ledger %v; max %d µs", res.Outcomes, st.Ledger.Outcomes, res.Latency.Max)
 }
@@ -111,6 +113,18 @@ func TestCrashWithHandoffsInFlightBalancesTheLedger(t *testing.T) {
 	e := startEnv(t, "dispatch_timeout: 5s\nqueue_timeout: 1s\n")
 	_, base := e.servedOnce("warm", "/warm/")
 	w, events := e.faultyWorker("orders", []string{"--max-inflight", "4"}, "crash:after=5,inflight=400ms")
+	// Sample the daemon's hand-offs in flight until the worker dies.
+	inflight := make(chan int, 1)
+	go func() {
+		most := 0
+		for !w.Exited() {
+			if st := fetchStatusOrNil(e.socket); st != nil {
+				most = max(most, st.Inflight)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		inflight <- most
+	}()
 	res := e.netTCPLoad(20, 2*time.Second)
 
 	w.Wait(step)
@@ -118,6 +132,8 @@ func TestCrashWithHandoffsInFlightBalancesTheLedger(t *testing.T) {
 	assert.Equal(t, syscall.SIGKILL, w.Cmd.ProcessState.Sys().(syscall.WaitStatus).Signal(), "killed by its own SIGKILL")
 	st := e.balanced()
 	assert.EqualValues(t, 4, res.Outcomes[loadgen.OK], "four served before the fifth: %v", res.Outcomes)
+	assert.Equal(t, 4, <-inflight, "the worker's whole credit was in flight when it died")
+	assert.Positive(t, st.Ledger.Outcomes["queue_timeout"], "the hand-offs in flight were queued again, then expired: %v", st.Ledger.Outcomes)
 	assert.Positive(t, st.Ledger.Outcomes["dispatched"])
 	testutil.Eventually(t, step, func() bool { return testutil.FDCount(t, e.daemon.PID()) <= base+1 },
 		"daemon fds back to baseline %d (+1 for the port), now %d", base, testutil.FDCount(t, e.daemon.PID()))
@@ -133,15 +149,22 @@ type daemonProcess struct{ e *env }
 
 func (p daemonProcess) Pid() int { return p.e.daemon.PID() }
 
-// Restart must run on the test's goroutine: starting a daemon can fail
-// the test.
+// Restart runs on the injector's goroutine, so it reports failures as
+// errors instead of failing the test.
 func (p daemonProcess) Restart(downtime time.Duration) error {
 	p.e.daemon.Signal(syscall.SIGTERM)
 	if code := p.e.daemon.Wait(10 * time.Second); code != 0 {
 		return fmt.Errorf("daemon exited %d on SIGTERM", code)
 	}
 	time.Sleep(downtime)
-	p.e.startDaemon()
+	d := testutil.Start(p.e.t, nil, "serve", "--config", p.e.cfg)
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(d.Output(), "portshare daemon serving"); {
+		if time.Now().After(deadline) || d.Exited() {
+			return fmt.Errorf("the daemon did not start again: %s", d.Output())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	p.e.daemon = d
 	return nil
 }
 
@@ -181,7 +204,7 @@ func TestPauseWithStormOverflowsTheListenBacklog(t *testing.T) {
 	ev := log.Events()
 	require.Len(t, ev, 2)
 	assert.Equal(t, []faults.Phase{faults.Start, faults.End}, []faults.Phase{ev[0].Phase, ev[1].Phase})
-	assert.InDelta(t, 1500*time.Millisecond, ev[1].Time.Sub(ev[0].Time), float64(100*time.Millisecond))
+	assert.InDelta(t, 1500*time.Millisecond, ev[1].Time.Sub(ev[0].Time), float64(200*time.Millisecond))
 	st := e.balanced()
 	t.Logf("pause: ListenOverflows +%d ListenDrops +%d; outcomes %v; connect p50 %dµs p99 %dµs max %dµs; ledger %v",
 		delta.ListenOverflows(), delta.ListenDrops(), res.Outcomes, connect.P50, connect.P99, connect.Max, st.Ledger.Outcomes)

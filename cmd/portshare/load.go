@@ -8,7 +8,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -225,12 +224,8 @@ func parseClientFaults(specs, ratios []string) ([]loadgen.ClientFault, error) {
 
 // parseRatio reads a share of the sessions: 0.05 or 5%.
 func parseRatio(v string) (float64, error) {
-	num, pct := strings.CutSuffix(strings.TrimSpace(v), "%")
-	r, err := strconv.ParseFloat(num, 64)
-	if pct {
-		r /= 100
-	}
-	if err != nil || !(r > 0 && r <= 1) {
+	r, err := faults.ParseShare(v)
+	if err != nil || r == 0 {
 		return 0, fmt.Errorf("want a share above 0 and at most 1, such as 0.05 or 5%%")
 	}
 	return r, nil

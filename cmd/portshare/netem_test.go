@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -133,8 +134,9 @@ func TestNetnsLoadFromClientNamespaceThroughDaemon(t *testing.T) {
 	assert.EqualValues(t, 100, st.Ledger.Outcomes["dispatched"], "each session is one hand-off")
 }
 
-// The test: with netem delaying what leaves the daemon's
-// namespace by 50 ms, the PreambleAck of every session comes 50 ms later.
+// With netem delaying what leaves the daemon's namespace by 50 ms, applied
+// by the injector as scenarios apply it, the PreambleAck of every session
+// comes 50 ms later.
 func TestNetemDelayMovesHandshakeLatencyBy50ms(t *testing.T) {
 	if err := faults.NetemAvailable(); err != nil {
 		t.Skip(err)
@@ -142,9 +144,16 @@ func TestNetemDelayMovesHandshakeLatencyBy50ms(t *testing.T) {
 	e := startNetnsEnv(t)
 	base := e.load(t).Phases[loadgen.PhaseHandshake]
 
-	require.NoError(t, e.n.ApplyNetem(faults.MustParse(faults.Network, "netem:delay=50ms")))
-	t.Cleanup(func() { assert.NoError(t, e.n.ClearNetem()) })
+	log := faults.NewLog("test", nil, nil)
+	in, err := faults.NewInjector(nil, e.n, []faults.Spec{faults.MustParse(faults.Network, "netem:delay=50ms")}, log)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- in.Run(ctx, time.Now()) }()
+	testutil.Eventually(t, step, func() bool { return len(log.Events()) == 1 }, "netem applied")
 	delayed := e.load(t).Phases[loadgen.PhaseHandshake]
+	cancel()
+	require.NoError(t, <-done, "netem removed")
 
 	const us = int64(time.Microsecond)
 	// 1 ms below 50 ms is room for the histograms' rounding (32 µs at

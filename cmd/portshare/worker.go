@@ -66,17 +66,20 @@ Worker faults:
 				return usagef("--listen serves a socket of its own: drop --route, or drop --listen to register with the daemon")
 			}
 			specs, err := faults.ParseAll(faults.Worker, faultSpecs)
+			if err == nil {
+				err = faults.CheckWorker(specs)
+			}
 			if err != nil {
 				return usageError{err}
 			}
-			var events io.Writer
+			var eventsFile io.Writer
 			if eventsPath != "" {
 				f, err := os.OpenFile(eventsPath, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|os.O_APPEND, 0o644)
 				if err != nil {
 					return usagef("--fault-events: %v", err)
 				}
 				defer f.Close()
-				events = f
+				eventsFile = f
 			}
 			for _, r := range routes {
 				u, err := route.Parse(r)
@@ -105,13 +108,21 @@ Worker faults:
 				log.Info("worker registered", "name", name, "routes", reg.Routes, "policy", reg.Policy, "max_inflight", reg.MaxInflight)
 				ln = wl
 			}
+			var events *faults.Log
 			if len(specs) > 0 {
-				if ln, err = faults.NewListener(ln, specs, time.Now(), faults.NewLog(name, events, log)); err != nil {
-					return usageError{err}
+				events = faults.NewLog(name, eventsFile, log)
+				fl, err := faults.NewListener(ln, specs, time.Now(), events)
+				if err != nil {
+					ln.Close()
+					return err
 				}
+				ln = fl
 			}
 			err = refworker.Serve(ctx, ln, refworker.Options{Name: name, Mode: m, Idle: idle})
 			ln.Close()
+			if werr := events.Err(); werr != nil {
+				log.Error("fault events were lost", "file", eventsPath, "err", werr)
+			}
 			if ctx.Err() != nil && err == nil {
 				return nil
 			}
