@@ -5,7 +5,6 @@ import (
 	"cmp"
 	"context"
 	"fmt"
-	"io"
 	"math"
 	"math/rand/v2"
 	"net"
@@ -300,12 +299,7 @@ func (f *faultClient) run(ctx context.Context, ph *Phases, n int64) (string, err
 // and ends the session; http reads the response.
 func (f *faultClient) converse(c net.Conn) (string, error) {
 	if f.protocol == HTTP {
-		resp, err := http.ReadResponse(bufio.NewReader(c), &http.Request{Method: f.method})
-		if err != nil {
-			return classifyHTTP(err), err
-		}
-		_, err = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
+		resp, err := readWholeResponse(bufio.NewReader(c), &http.Request{Method: f.method})
 		if err != nil {
 			return classifyHTTP(err), err
 		}

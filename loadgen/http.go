@@ -179,12 +179,7 @@ func (s *httpSession) exchange(ctx context.Context, c *httpConn, ph *Phases, sta
 		return classifyHTTP(err), err
 	}
 	ph.Handshake = time.Since(sent)
-	resp, err := http.ReadResponse(c.br, s.req)
-	if err != nil {
-		return classifyHTTP(err), err
-	}
-	_, err = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
+	resp, err := readWholeResponse(c.br, s.req)
 	if err != nil {
 		return classifyHTTP(err), err
 	}
@@ -205,4 +200,16 @@ func classifyHTTP(err error) string {
 		return c
 	}
 	return ProtocolError
+}
+
+// readWholeResponse reads one response to req from br, its body read and
+// discarded, so the connection is ready for the next.
+func readWholeResponse(br *bufio.Reader, req *http.Request) (*http.Response, error) {
+	resp, err := http.ReadResponse(br, req)
+	if err != nil {
+		return nil, err
+	}
+	_, err = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp, err
 }

@@ -272,15 +272,8 @@ func Merge(rs ...*Result) (*Result, error) {
 		if r.Stopped != "" && !slices.Contains(stopped, r.Stopped) {
 			stopped = append(stopped, r.Stopped)
 		}
-		for o, n := range r.Outcomes {
-			m.Outcomes[o] += n
-		}
-		for msg, n := range r.Errors {
-			if m.Errors == nil {
-				m.Errors = map[string]int64{}
-			}
-			m.Errors[msg] += n
-		}
+		addCounts(&m.Outcomes, r.Outcomes)
+		addCounts(&m.Errors, r.Errors)
 		m.Notes = append(m.Notes, r.Notes...)
 		for name, l := range r.Phases {
 			h, err := l.Histogram()
@@ -351,16 +344,19 @@ func (m *Result) mergeClientFaults(r *Result) error {
 			m.ClientFaults[key] = g
 		}
 		g.Sessions += f.Sessions
-		for o, n := range f.Outcomes {
-			g.Outcomes[o] += n
-		}
-		for msg, n := range f.Errors {
-			if g.Errors == nil {
-				g.Errors = map[string]int64{}
-			}
-			g.Errors[msg] += n
-		}
+		addCounts(&g.Outcomes, f.Outcomes)
+		addCounts(&g.Errors, f.Errors)
 		g.Latency.h.Merge(h)
 	}
 	return nil
+}
+
+// addCounts adds src's counts into *dst, making the map if need be.
+func addCounts(dst *map[string]int64, src map[string]int64) {
+	for k, n := range src {
+		if *dst == nil {
+			*dst = map[string]int64{}
+		}
+		(*dst)[k] += n
+	}
 }
