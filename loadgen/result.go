@@ -62,6 +62,33 @@ type Result struct {
 	// and closing (faults.End) during the send phase; a window still open
 	// when it ended has no End. Like the series, they belong to one run.
 	FaultEvents []faults.Event `json:"fault_events,omitempty"`
+
+	// TCPExt is how the kernel's listen-queue counters (KernelCounters)
+	// moved over the run, in the load generator's network namespace: a
+	// daemon on the same host shares it, so an accept queue that
+	// overflowed shows here from the kernel's side. Absent where /proc
+	// cannot be read.
+	TCPExt map[string]int64 `json:"tcp_ext,omitempty"`
+}
+
+// KernelCounters are the TcpExt counters a result records: connections
+// dropped because an accept queue was full (ListenOverflows, and
+// ListenDrops, which counts every listen-side drop), and the SYN queue's
+// drops and cookies.
+var KernelCounters = []string{"ListenOverflows", "ListenDrops", "TCPReqQFullDrop", "TCPReqQFullDoCookies", "SyncookiesSent"}
+
+// kernelDelta is after−before of the KernelCounters, or nil if either
+// reading failed.
+func kernelDelta(before, after faults.TCPExt) map[string]int64 {
+	if before == nil || after == nil {
+		return nil
+	}
+	d := after.Sub(before)
+	out := make(map[string]int64, len(KernelCounters))
+	for _, k := range KernelCounters {
+		out[k] = d[k]
+	}
+	return out
 }
 
 // FaultResult is what the sessions of one client fault came to.
@@ -274,6 +301,7 @@ func Merge(rs ...*Result) (*Result, error) {
 		}
 		addCounts(&m.Outcomes, r.Outcomes)
 		addCounts(&m.Errors, r.Errors)
+		addCounts(&m.TCPExt, r.TCPExt)
 		m.Notes = append(m.Notes, r.Notes...)
 		for name, l := range r.Phases {
 			h, err := l.Histogram()

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/portshare/portshare/faults"
 )
 
 // Options describe a run. Exactly one of Pacer (open model) and
@@ -162,6 +164,16 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err := o.defaults(); err != nil {
 		return nil, err
 	}
+	before, _ := faults.ReadTCPExt(0)
+	res, err := runLoad(ctx, o)
+	if res != nil {
+		after, _ := faults.ReadTCPExt(0)
+		res.TCPExt = kernelDelta(before, after)
+	}
+	return res, err
+}
+
+func runLoad(ctx context.Context, o Options) (*Result, error) {
 	if o.Target.Protocol == HTTP && o.Pacer == nil {
 		return runHey(ctx, o)
 	}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -47,18 +48,21 @@ func run(t *testing.T, o Options) *Result {
 func TestOpenModelKeepsItsRate(t *testing.T) {
 	addr := echoServer(t)
 	r := run(t, Options{Target: target(t, "net.tcp://"+addr+"/orders/"), Pacer: &Constant{Per: 300}, Duration: 2 * time.Second, Messages: 2})
-	assert.Equal(t, int64(600), r.Attempts, "arrivals are scheduled, not timed: exactly rate × duration")
-	assert.Equal(t, map[string]int64{OK: 600}, r.Outcomes)
-	assert.Zero(t, r.Unsent)
-	assert.InDelta(t, 300, r.AchievedRate, 0.001)
+	// Arrivals are scheduled, not timed: exactly rate × duration are due.
+	// On a busy machine the last one can wake more than late-after behind
+	// as the window closes, and is then unsent rather than sent late.
+	assert.Equal(t, int64(600), r.Attempts+r.Unsent, "every arrival is sent or counted unsent")
+	assert.LessOrEqual(t, r.Unsent, int64(2), "only arrivals at the very end may miss the window")
+	assert.Equal(t, map[string]int64{OK: r.Attempts}, r.Outcomes)
+	assert.InDelta(t, 300, r.AchievedRate, 1.001)
 	assert.InDelta(t, 300, r.TargetRate, 0.001)
 	require.GreaterOrEqual(t, len(r.Series), 2)
 	for _, s := range r.Series[:2] {
 		assert.InDelta(t, 300, s.Attempts, 45, "second %d", s.T)
 	}
-	assert.Equal(t, int64(1200), r.Phases[PhaseMessage].Count)
-	assert.Equal(t, int64(600), r.Phases[PhaseConnect].Count)
-	assert.Equal(t, int64(600), r.Phases[PhaseHandshake].Count)
+	assert.Equal(t, 2*r.Attempts, r.Phases[PhaseMessage].Count)
+	assert.Equal(t, r.Attempts, r.Phases[PhaseConnect].Count)
+	assert.Equal(t, r.Attempts, r.Phases[PhaseHandshake].Count)
 	assert.Equal(t, "open", r.Model)
 	t.Logf("late sends at 300/s: %d of %d; session p50 %dµs p99 %dµs", r.LateSends, r.Attempts, r.Latency.P50, r.Latency.P99)
 }
@@ -143,6 +147,21 @@ func TestStormOutcomes(t *testing.T) {
 	assert.Equal(t, map[string]int64{ConnectTimeout: 10}, storm(testutil.FullBacklog(t), 0, ""))
 	reset := storm(testutil.ResetServer(t), time.Second, "")
 	assert.Equal(t, int64(10), reset[Reset], "%v", reset)
+}
+
+// A full accept queue shows in the result from the kernel's side too: the
+// SYNs it dropped are ListenOverflows of the namespace the run shares with
+// the server.
+func TestResultRecordsKernelListenOverflows(t *testing.T) {
+	r := run(t, Options{Target: target(t, "tcp://"+testutil.FullBacklog(t)), Pacer: &Constant{Per: 100}, Count: 5, ConnectTimeout: 300 * time.Millisecond})
+	require.NotNil(t, r.TCPExt)
+	assert.GreaterOrEqual(t, r.TCPExt["ListenOverflows"], int64(5), "each SYN dropped at least once: %v", r.TCPExt)
+	for _, k := range KernelCounters {
+		assert.Contains(t, r.TCPExt, k)
+	}
+	var b strings.Builder
+	require.NoError(t, WriteSummary(&b, r))
+	assert.Contains(t, b.String(), "ListenOverflows +")
 }
 
 func TestNetTCPProtocolOutcomes(t *testing.T) {

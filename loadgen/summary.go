@@ -43,6 +43,10 @@ func WriteSummary(w io.Writer, r *Result) error {
 		}
 		fmt.Fprintln(tw)
 	}
+	if r.TCPExt["ListenOverflows"] > 0 || r.TCPExt["ListenDrops"] > 0 {
+		fmt.Fprintf(tw, "kernel\tListenOverflows +%d, ListenDrops +%d (this network namespace: accept queues overflowed)\n",
+			r.TCPExt["ListenOverflows"], r.TCPExt["ListenDrops"])
+	}
 	if r.Stopped != "" {
 		fmt.Fprintf(tw, "stopped\t%s\n", r.Stopped)
 	}

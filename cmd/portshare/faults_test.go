@@ -198,6 +198,7 @@ func TestPauseWithStormOverflowsTheListenBacklog(t *testing.T) {
 	delta := after.Sub(before)
 
 	assert.Positive(t, delta.ListenOverflows(), "the kernel counted accept-queue overflows: %v", delta)
+	assert.Positive(t, res.TCPExt["ListenOverflows"], "and the load's result shows them")
 	connect := res.Phases[loadgen.PhaseConnect]
 	assert.True(t, res.Outcomes["connect_timeout"] > 0 || connect.Max >= 900_000,
 		"clients saw SYN retries or timeouts: %v, connect max %dµs", res.Outcomes, connect.Max)

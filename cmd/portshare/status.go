@@ -84,6 +84,14 @@ func printStatus(w io.Writer, st *daemon.Status) {
 	fmt.Fprintf(w, "daemon pid %d, policy %s, ports %v, pending %d, queued %d, in flight %d\n\n",
 		st.PID, st.Policy, st.Ports, st.Pending, st.Queued, st.Inflight)
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	if len(st.Listen) > 0 {
+		fmt.Fprintln(tw, "LISTENING ON\tACCEPT QUEUE\tBACKLOG")
+		for _, q := range st.Listen {
+			fmt.Fprintf(tw, "%s\t%d\t%d\n", q.Address, q.Queued, q.Backlog)
+		}
+		tw.Flush()
+		fmt.Fprintln(w)
+	}
 	fmt.Fprintln(tw, "ROUTE\tSTATE\tWORKER\tPROCESSES\tQUEUED")
 	for _, r := range st.Routes {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\n", r.URI, r.State, r.Worker, len(r.Workers), r.Queued)

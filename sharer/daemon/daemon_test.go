@@ -630,7 +630,11 @@ func TestPendingCapStopsAcceptingUntilReceiveTimeoutFreesSlots(t *testing.T) {
 	testutil.Eventually(t, step, func() bool { return h.d.Ledger().Accepted == 3 }, "3 accepted")
 	time.Sleep(200 * time.Millisecond)
 	assert.EqualValues(t, 3, h.d.Ledger().Accepted, "accepting paused at max_pending_connections")
-	assert.Equal(t, 3, h.d.Status().Pending)
+	st := h.d.Status()
+	assert.Equal(t, 3, st.Pending)
+	require.Len(t, st.Listen, 1)
+	assert.Equal(t, ListenQueue{Address: h.addr(), Queued: 2, Backlog: testutil.LoopbackConfig(t).ListenBacklog}, st.Listen[0],
+		"the other two wait in the kernel's accept queue")
 
 	// A normal client waits behind them until receive_timeout frees slots.
 	got, err := testutil.NetTCPSession(h.addr(), h.via("/orders/"), step, "late")

@@ -176,6 +176,36 @@ func listenTCP(addr string, port, backlog int) (*net.TCPListener, error) {
 	return ln.(*net.TCPListener), nil
 }
 
+// ListenQueue is one listening socket's accept queue as the kernel keeps
+// it: the backlog that listen_backlog sets, and how much of it is in use.
+// A full queue makes the kernel drop new connections (TcpExt
+// ListenOverflows), which clients see as SYN retries.
+type ListenQueue struct {
+	Address string `json:"address"` // host:port
+	Queued  int    `json:"queued"`  // connections the kernel completed, waiting for accept(2)
+	Backlog int    `json:"backlog"` // the cap, as the kernel applied it (listen_backlog, at most net.core.somaxconn)
+}
+
+// queues reads the accept queue of each of the port's sockets: for a
+// listening socket, TCP_INFO's unacked and sacked fields are the queue's
+// length and its cap (one getsockopt each, cheap enough for every status).
+func (p *portListener) queues() []ListenQueue {
+	var qs []ListenQueue
+	for _, ln := range p.lns {
+		rc, err := ln.SyscallConn()
+		if err != nil {
+			continue
+		}
+		var info *unix.TCPInfo
+		rc.Control(func(fd uintptr) { info, err = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO) })
+		if err != nil || info == nil {
+			continue
+		}
+		qs = append(qs, ListenQueue{Address: ln.Addr().String(), Queued: int(info.Unacked), Backlog: int(info.Sacked)})
+	}
+	return qs
+}
+
 // setBacklog calls listen(2) again: Linux applies a new backlog to a
 // listening socket in place.
 func (p *portListener) setBacklog(n int) {

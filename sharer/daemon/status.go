@@ -18,6 +18,7 @@ type Status struct {
 	Policy   string         `json:"policy"`
 	Config   config.Config  `json:"config"`
 	Ports    []int          `json:"ports"`
+	Listen   []ListenQueue  `json:"listen_queues"` // every listening socket's accept queue
 	Routes   []RouteStatus  `json:"routes"`
 	Workers  []WorkerStatus `json:"workers"`
 	Pending  int            `json:"pending"` // accepted, not yet handed off
@@ -50,10 +51,11 @@ type WorkerStatus struct {
 
 // Status returns the daemon's current state.
 func (d *Daemon) Status() Status {
-	s := Status{PID: os.Getpid(), Policy: string(d.policy), Config: *d.cfg.Load(), Routes: []RouteStatus{}, Workers: []WorkerStatus{}}
+	s := Status{PID: os.Getpid(), Policy: string(d.policy), Config: *d.cfg.Load(), Routes: []RouteStatus{}, Workers: []WorkerStatus{}, Listen: []ListenQueue{}}
 	d.mu.Lock()
-	for p := range d.ports {
+	for p, pl := range d.ports {
 		s.Ports = append(s.Ports, p)
+		s.Listen = append(s.Listen, pl.queues()...)
 	}
 	list := func(state string) func(route.URI, *routeEntry) bool {
 		return func(u route.URI, re *routeEntry) bool {
@@ -78,6 +80,7 @@ func (d *Daemon) Status() Status {
 	}
 	d.mu.Unlock()
 	sort.Ints(s.Ports)
+	sort.Slice(s.Listen, func(i, j int) bool { return s.Listen[i].Address < s.Listen[j].Address })
 	sort.Slice(s.Workers, func(i, j int) bool { return s.Workers[i].ID < s.Workers[j].ID })
 	s.Pending = int(d.pendingCount())
 	s.Ledger = d.ledger.Snapshot()
