@@ -281,3 +281,20 @@ func TestInjectorUndoesFaultsWhenStopped(t *testing.T) {
 	e.status() // answers: running again
 	assert.Equal(t, faults.End, log.Events()[1].Phase)
 }
+
+// --fault-epoch gives the worker the run's clock: a fault due 30 minutes
+// after an epoch an hour ago is in effect from the start.
+func TestWorkerFaultEpoch(t *testing.T) {
+	e := startEnv(t, "")
+	epoch := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339Nano)
+	_, events := e.faultyWorker("orders", []string{"--fault-epoch", epoch}, "refuse:at=30m")
+	_, err := testutil.NetTCPSession(e.addr(), e.via("/orders/"), step, "x")
+	require.Error(t, err, "refused: the fault is already in effect")
+	ev := readEvents(t, events)
+	require.NotEmpty(t, ev)
+	assert.Equal(t, faults.Start, ev[0].Phase)
+
+	code, _, errs := cli("worker", "--control-socket", e.socket, "--name", "x", "--route", e.route("net.tcp://+:%d/x/"), "--fault-epoch", "yesterday")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, errs, "want an RFC 3339 time")
+}

@@ -31,6 +31,7 @@ func newWorkerCmd() *cobra.Command {
 		idle        time.Duration
 		faultSpecs  []string
 		eventsPath  string
+		faultEpoch  string
 	)
 	cmd := &cobra.Command{
 		Use:   "worker --route URI [--route URI…] --name NAME [--mode echo|http|https] [--max-inflight N] [--fault SPEC…]",
@@ -44,7 +45,8 @@ With --listen ADDR it serves a socket of its own instead of the daemon's (the
 baseline for benchmarks); it then prints "listening on ADDR" on stdout.
 
 --fault SPEC (repeatable) makes the worker misbehave; at= and for= count
-from the moment it starts serving. Each fault taking or leaving effect is
+from the moment it starts serving, or from --fault-epoch (so that the
+workers and the load of one run share a clock). Each fault taking or leaving effect is
 logged, and written as a JSON line to --fault-events FILE if given.
 Worker faults:
 ` + faults.Help(faults.Worker),
@@ -71,6 +73,12 @@ Worker faults:
 			}
 			if err != nil {
 				return usageError{err}
+			}
+			start := time.Time{}
+			if faultEpoch != "" {
+				if start, err = time.Parse(time.RFC3339Nano, faultEpoch); err != nil {
+					return usagef("--fault-epoch %q: want an RFC 3339 time such as 2026-11-24T10:00:00.000Z", faultEpoch)
+				}
 			}
 			var eventsFile io.Writer
 			if eventsPath != "" {
@@ -111,7 +119,10 @@ Worker faults:
 			var events *faults.Log
 			if len(specs) > 0 {
 				events = faults.NewLog(name, eventsFile, log)
-				fl, err := faults.NewListener(ln, specs, time.Now(), events)
+				if start.IsZero() {
+					start = time.Now()
+				}
+				fl, err := faults.NewListener(ln, specs, start, events)
 				if err != nil {
 					ln.Close()
 					return err
@@ -139,5 +150,6 @@ Worker faults:
 	f.DurationVar(&idle, "idle", 2*time.Minute, "close a connection idle this long")
 	f.StringArrayVar(&faultSpecs, "fault", nil, "worker fault `SPEC` (repeatable), e.g. slow-accept:delay=200ms,dist=exp")
 	f.StringVar(&eventsPath, "fault-events", "", "write fault events as JSON lines to `FILE`")
+	f.StringVar(&faultEpoch, "fault-epoch", "", "count fault times from `TIME` (RFC 3339) instead of from the start")
 	return cmd
 }
