@@ -30,6 +30,11 @@ type Injector struct {
 	netns *Netns
 	specs []Spec
 	log   *Log
+
+	// procMu is held for writing through a restart and for reading while
+	// a fault acts on the process, so that no fault meets a daemon half
+	// stopped or half started: one due during a restart waits for it.
+	procMu sync.RWMutex
 }
 
 // NewInjector checks specs (of Kind Daemon, or Network when netns is not
@@ -59,9 +64,11 @@ func NewInjector(proc Process, netns *Netns, specs []Spec, log *Log) (*Injector,
 
 // clash reports whether a and b cannot be in effect at once: two of the
 // same fault save and restore the same state, and a restart replaces the
-// process that a pause or a lowered limit acts on.
+// process that a pause or a lowered limit acts on (netem acts on the link,
+// which a restart leaves alone).
 func clash(a, b Spec) bool {
-	return a.Name == b.Name || a.Name == "restart" || b.Name == "restart"
+	restart := a.Name == "restart" || b.Name == "restart"
+	return a.Name == b.Name || (restart && a.Kind == Daemon && b.Kind == Daemon)
 }
 
 // window is when s is in effect, relative to the start; ok is false for
@@ -77,10 +84,13 @@ func window(s Spec) (from, to time.Duration, ok bool) {
 	return s.At, to, ok
 }
 
+// overlap reports whether the windows of a and b meet. Windows that only
+// touch count: the undo of one and the apply of the other would be due at
+// the same moment, in either order.
 func overlap(a, b Spec) bool {
 	af, at, aok := window(a)
 	bf, bt, bok := window(b)
-	return (!aok || bf < at) && (!bok || af < bt)
+	return (!aok || bf <= at) && (!bok || af <= bt)
 }
 
 // defaultPause is how long a pause without for= lasts: to the end would
@@ -120,6 +130,8 @@ func (in *Injector) run(ctx context.Context, start time.Time, s Spec) error {
 		return nil
 	}
 	if s.Name == "restart" {
+		in.procMu.Lock()
+		defer in.procMu.Unlock()
 		in.log.Add(s, Start, fmt.Sprintf("stopping pid %d", in.proc.Pid()))
 		if err := in.proc.Restart(s.For); err != nil {
 			in.log.Add(s, End, "restart failed: "+err.Error())
@@ -128,7 +140,7 @@ func (in *Injector) run(ctx context.Context, start time.Time, s Spec) error {
 		in.log.Add(s, End, fmt.Sprintf("serving again as pid %d", in.proc.Pid()))
 		return nil
 	}
-	undo, detail, err := in.apply(s)
+	undo, detail, err := in.locked(func() (func() error, string, error) { return in.apply(s) })
 	if err != nil {
 		in.log.Add(s, Instant, "not applied: "+err.Error())
 		return err
@@ -139,13 +151,20 @@ func (in *Injector) run(ctx context.Context, start time.Time, s Spec) error {
 	} else {
 		<-ctx.Done()
 	}
-	err = undo()
+	_, _, err = in.locked(func() (func() error, string, error) { return nil, "", undo() })
 	detail = "undone"
 	if err != nil {
 		detail = "undo failed: " + err.Error()
 	}
 	in.log.Add(s, End, detail)
 	return err
+}
+
+// locked runs f, a fault's apply or undo, while no restart is under way.
+func (in *Injector) locked(f func() (func() error, string, error)) (func() error, string, error) {
+	in.procMu.RLock()
+	defer in.procMu.RUnlock()
+	return f()
 }
 
 // apply applies s now and returns how to undo it.

@@ -208,8 +208,10 @@ func (l *Listener) blocked() (time.Duration, bool) {
 
 // Accept applies the accept-side faults, then accepts from the wrapped
 // listener. After Close it returns net.ErrClosed, also while blocked by a
-// fault.
+// fault. Concurrent Accepts are safe: each waits out a blocking window,
+// and a slow-accept delay is drawn once per call.
 func (l *Listener) Accept() (net.Conn, error) {
+	delayed := false
 	for {
 		wait, forever := l.blocked()
 		if forever {
@@ -222,21 +224,16 @@ func (l *Listener) Accept() (net.Conn, error) {
 			}
 			continue // a later window may begin where this one ends
 		}
-		break
-	}
-	now := l.elapsed()
-	for _, cf := range l.slowAccept {
-		if cf.spec.Active(now) && cf.coin.Hit() {
-			cf.hits.Add(1)
-			if !l.wait(cf.delay.Next()) {
+		if !delayed {
+			delayed = true
+			if !l.slowDown() {
 				return nil, net.ErrClosed
 			}
+			continue // a window may have opened meanwhile
 		}
-	}
-	for {
 		c, err := l.acceptBefore()
 		if errors.Is(err, errWindow) {
-			return l.Accept() // a window opened while waiting: apply it
+			continue // a window opened: wait it out
 		}
 		if err != nil {
 			return nil, err
@@ -258,8 +255,22 @@ func (l *Listener) Accept() (net.Conn, error) {
 	}
 }
 
-// errWindow is acceptBefore's: a blocking fault's window opened.
-var errWindow = errors.New("fault window opened")
+// slowDown waits the slow-accept delays in effect; false after Close.
+func (l *Listener) slowDown() bool {
+	now := l.elapsed()
+	for _, cf := range l.slowAccept {
+		if cf.spec.Active(now) && cf.coin.Hit() {
+			cf.hits.Add(1)
+			if !l.wait(cf.delay.Next()) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// errWindow is acceptBefore's: a blocking fault's window is open.
+var errWindow = errors.New("fault window open")
 
 // acceptBefore accepts from the wrapped listener until the next blocking
 // window (stall, hang, crash's stop) opens. A listener with an Accept
@@ -268,9 +279,14 @@ var errWindow = errors.New("fault window opened")
 // Accept waiting when a window opens takes one more connection.
 func (l *Listener) acceptBefore() (net.Conn, error) {
 	// One caller at a time sets the wrapped listener's deadline and waits
-	// under it, so concurrent Accepts do not cut each other's waits short.
+	// under it, so concurrent Accepts do not cut each other's waits short;
+	// a caller that waited for the lock looks again for a window that
+	// opened meanwhile (or a crash begun).
 	l.acceptMu.Lock()
 	defer l.acceptMu.Unlock()
+	if wait, forever := l.blocked(); forever || wait > 0 {
+		return nil, errWindow
+	}
 	dl, ok := l.Listener.(interface{ SetDeadline(time.Time) error })
 	next, has := l.nextBlock(l.elapsed())
 	if !ok || (!has && !l.deadlineSet) {

@@ -223,12 +223,62 @@ func TestCrashAfterCountCountsRefusedConnections(t *testing.T) {
 }
 
 func TestSlowMessageKeepsCloseWrite(t *testing.T) {
-	l, _, _ := faultyListener(t, "slow-message:delay=1ms")
-	c, err := net.Dial("tcp", l.Addr().String())
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	l, err := NewListener(ln, []Spec{MustParse(Worker, "slow-message:delay=1ms")}, time.Now(), nil)
+	require.NoError(t, err)
+	defer l.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	defer client.Close()
+	c, err := l.Accept()
 	require.NoError(t, err)
 	defer c.Close()
-	sc := &slowConn{Conn: c, l: l}
-	require.NoError(t, sc.CloseWrite(), "a TCP conn's half-close passes through")
+	cw, ok := c.(interface{ CloseWrite() error })
+	require.True(t, ok, "an accepted conn can half-close: %T", c)
+	require.NoError(t, cw.CloseWrite())
+	n, err := client.Read(make([]byte, 1))
+	assert.Zero(t, n)
+	assert.ErrorIs(t, err, io.EOF, "the client sees the half-close")
+}
+
+// Several goroutines accepting at once all respect a stall: none slips a
+// connection through while it is in effect.
+func TestStallHoldsConcurrentAccepts(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	start := time.Now()
+	l, err := NewListener(ln, []Spec{MustParse(Worker, "stall:at=200ms,for=800ms")}, start, nil)
+	require.NoError(t, err)
+	accepted := make(chan time.Duration, 4)
+	done := make(chan struct{})
+	for range 3 {
+		go func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					done <- struct{}{}
+					return
+				}
+				accepted <- time.Since(start)
+				c.Close()
+			}
+		}()
+	}
+	time.Sleep(400 * time.Millisecond)
+	c, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	defer c.Close()
+	select {
+	case at := <-accepted:
+		assert.GreaterOrEqual(t, at, time.Second, "accepted only when the stall ended")
+	case <-time.After(3 * time.Second):
+		t.Fatal("never accepted")
+	}
+	l.Close()
+	for range 3 {
+		<-done
+	}
 }
 
 func TestListenerRefusesOtherKinds(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
@@ -165,16 +166,26 @@ func nsBase() string { return fmt.Sprintf("ps-%d-%s", os.Getpid(), randomHex()) 
 // Ctrl-C'd, never runs its cleanups.
 var removeStale = sync.OnceFunc(removeStaleNamespaces)
 
+// staleName matches the names nsBase makes, and only those.
+var staleName = regexp.MustCompile(`^ps-([0-9]+)-[0-9a-f]{8}-[cdpn]$`)
+
 func removeStaleNamespaces() {
 	ents, _ := os.ReadDir(filepath.Dir(netnsPath("x")))
 	for _, e := range ents {
-		rest, ok := strings.CutPrefix(e.Name(), "ps-")
-		pidText, _, ok2 := strings.Cut(rest, "-")
-		pid, err := strconv.Atoi(pidText)
-		if !ok || !ok2 || err != nil || pid <= 0 || pid == os.Getpid() {
+		m := staleName.FindStringSubmatch(e.Name())
+		if m == nil {
 			continue
 		}
-		if unix.Kill(pid, 0) == unix.ESRCH {
+		pid, err := strconv.Atoi(m[1])
+		if err != nil || pid == os.Getpid() || unix.Kill(pid, 0) != unix.ESRCH {
+			continue
+		}
+		// A pid of another PID namespace looks dead from here: leave a
+		// namespace that still has processes in it.
+		ctx, cancel := context.WithTimeout(context.Background(), toolTimeout)
+		out, err := exec.CommandContext(ctx, tool("ip"), "netns", "pids", e.Name()).Output()
+		cancel()
+		if err == nil && len(strings.TrimSpace(string(out))) == 0 {
 			runTool("ip", "netns", "del", e.Name())
 		}
 	}

@@ -332,6 +332,10 @@ func (s Spec) Float(k string, def float64) float64 {
 // not given.
 func (s Spec) Percent(k string, def float64) float64 {
 	if v, ok := s.values[k]; ok {
+		if num, pct := strings.CutSuffix(v, "%"); pct {
+			f, _ := strconv.ParseFloat(num, 64) // as written: 7% stays 7, not 7.000000000000001
+			return f
+		}
 		f, _ := ParseShare(v)
 		return f * 100
 	}

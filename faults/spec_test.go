@@ -48,6 +48,7 @@ func TestParseSpecs(t *testing.T) {
 	s, err = Parse(Network, "netem:delay=50ms,loss=0.02")
 	require.NoError(t, err)
 	assert.InDelta(t, 2.0, s.Percent("loss", 0), 1e-9, "a fraction is read as a share")
+	assert.Equal(t, 7.0, MustParse(Network, "netem:loss=7%").Percent("loss", 0), "a percentage as written, for tc")
 
 	for _, k := range []Kind{Worker, Client, Daemon, Network} {
 		for _, n := range Names(k) {

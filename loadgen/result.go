@@ -242,6 +242,11 @@ func ReadResult(rd io.Reader) (*Result, error) {
 			return nil, fmt.Errorf("result file: client fault %q: %v", key, err)
 		}
 	}
+	for k, n := range r.TCPExt {
+		if n < 0 {
+			return nil, fmt.Errorf("result file: tcp_ext %q is %d: counters only grow", k, n)
+		}
+	}
 	for i, ev := range r.FaultEvents {
 		if ev.Name == "" || ev.Phase != faults.Start && ev.Phase != faults.End && ev.Phase != faults.Instant {
 			return nil, fmt.Errorf("result file: fault event %d is not an event (it needs a name and a phase of start, end or instant)", i)
@@ -257,8 +262,9 @@ func ReadResult(rd io.Reader) (*Result, error) {
 // runs' means. A time series belongs to one run and is not merged (the
 // merged result has none), nor are fault events. Client fault sections
 // add up like the rest; the runs must have had the same client faults
-// with the same ratios. Stopped lists every run's reason, if any run
-// stopped early.
+// with the same ratios. The kernel counters (TCPExt) add up if every run
+// has them, and are left out, with a note, otherwise. Stopped lists every
+// run's reason, if any run stopped early.
 func Merge(rs ...*Result) (*Result, error) {
 	if len(rs) == 0 {
 		return nil, fmt.Errorf("merge: no results")
@@ -271,6 +277,7 @@ func Merge(rs ...*Result) (*Result, error) {
 	}
 	hists := map[string]*hdr.Histogram{}
 	var stopped []string
+	missingKernel := 0
 	for _, r := range rs {
 		if r.Target != first.Target || r.Protocol != first.Protocol || r.Model != first.Model || r.Arrival != first.Arrival ||
 			r.Concurrency != first.Concurrency || r.Messages != first.Messages || r.MessageSize != first.MessageSize {
@@ -301,6 +308,9 @@ func Merge(rs ...*Result) (*Result, error) {
 		}
 		addCounts(&m.Outcomes, r.Outcomes)
 		addCounts(&m.Errors, r.Errors)
+		if r.TCPExt == nil {
+			missingKernel++
+		}
 		addCounts(&m.TCPExt, r.TCPExt)
 		m.Notes = append(m.Notes, r.Notes...)
 		for name, l := range r.Phases {
@@ -315,6 +325,10 @@ func Merge(rs ...*Result) (*Result, error) {
 		}
 	}
 	m.Stopped = strings.Join(stopped, "; ")
+	if missingKernel > 0 && m.TCPExt != nil {
+		m.TCPExt = nil // a sum over some of the runs is not the pool's
+		m.Notes = append(m.Notes, fmt.Sprintf("tcp_ext left out: %d of %d runs have none", missingKernel, len(rs)))
+	}
 	for name, h := range hists {
 		m.Phases[name] = newLatency(h)
 	}

@@ -78,6 +78,35 @@ func TestMergeAddsCountsAndHistograms(t *testing.T) {
 	assert.Error(t, err)
 }
 
+// The kernel counters survive the file, add up over runs that all have
+// them, and are left out of a pool some runs lack them in.
+func TestKernelCountersInFilesAndMerge(t *testing.T) {
+	a, b, c := fixture(10, time.Millisecond, OK), fixture(10, time.Millisecond, OK), fixture(10, time.Millisecond, OK)
+	a.TCPExt = map[string]int64{"ListenOverflows": 3, "ListenDrops": 3}
+	b.TCPExt = map[string]int64{"ListenOverflows": 2, "ListenDrops": 4}
+	var buf bytes.Buffer
+	require.NoError(t, a.WriteJSON(&buf))
+	assert.Contains(t, buf.String(), `"tcp_ext"`)
+	back, err := ReadResult(&buf)
+	require.NoError(t, err)
+	assert.Equal(t, a.TCPExt, back.TCPExt)
+
+	m, err := Merge(a, b)
+	require.NoError(t, err)
+	assert.Equal(t, map[string]int64{"ListenOverflows": 5, "ListenDrops": 7}, m.TCPExt)
+	m, err = Merge(a, b, c)
+	require.NoError(t, err)
+	assert.Nil(t, m.TCPExt, "a sum over two of three runs is not the pool's")
+	assert.Contains(t, m.Notes, "tcp_ext left out: 1 of 3 runs have none")
+
+	buf.Reset()
+	require.NoError(t, a.WriteJSON(&buf))
+	bad := strings.Replace(buf.String(), `"ListenDrops": 3`, `"ListenDrops": -3`, 1)
+	require.NotEqual(t, buf.String(), bad)
+	_, err = ReadResult(strings.NewReader(bad))
+	assert.ErrorContains(t, err, "counters only grow")
+}
+
 func TestReadResultRefusesDamagedFiles(t *testing.T) {
 	var buf bytes.Buffer
 	require.NoError(t, fixture(10, time.Millisecond, OK).WriteJSON(&buf))

@@ -65,7 +65,9 @@ Worker faults are given to 'portshare worker --fault', client faults to
 				return fmt.Errorf("process %d: %w", pid, err)
 			}
 			// Any catchable end undoes the faults: a daemon left stopped
-			// or short of descriptors is worse than the fault.
+			// or short of descriptors is worse than the fault. A reader
+			// of stdout that goes away (| head) must not kill us either.
+			signal.Ignore(syscall.SIGPIPE)
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
 			defer stop()
 			in, err := faults.NewInjector(pidProcess(pid), nil, specs, faults.NewLog("portshare fault", cmd.OutOrStdout(), nil))

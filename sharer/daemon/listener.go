@@ -183,7 +183,7 @@ func listenTCP(addr string, port, backlog int) (*net.TCPListener, error) {
 type ListenQueue struct {
 	Address string `json:"address"` // host:port
 	Queued  int    `json:"queued"`  // connections the kernel completed, waiting for accept(2)
-	Backlog int    `json:"backlog"` // the cap, as the kernel applied it (listen_backlog, at most net.core.somaxconn)
+	Backlog int    `json:"backlog"` // listen_backlog as the kernel applied it (at most net.core.somaxconn); the queue is full at Backlog+1
 }
 
 // queues reads the accept queue of each of the port's sockets: for a
