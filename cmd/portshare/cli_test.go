@@ -277,6 +277,8 @@ func TestMetricsUseSpecNames(t *testing.T) {
 		"portshare_pending_connections",
 		"portshare_dispatch_duration_seconds_bucket",
 		"portshare_protocol_failures_total",
+		fmt.Sprintf(`portshare_listen_queue{address="127.0.0.1:%d"} 0`, e.port),
+		fmt.Sprintf(`portshare_listen_backlog{address="127.0.0.1:%d"} 256`, e.port),
 	} {
 		assert.Contains(t, text, want)
 	}

@@ -95,7 +95,8 @@ func New(cfg config.Config, log *slog.Logger) (*Daemon, error) {
 		func() float64 { return float64(d.pendingCount()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "portshare_handoffs_inflight", Help: "Hand-offs sent to workers and not yet acknowledged."},
-			func() float64 { return float64(d.inflight.Load()) }))
+			func() float64 { return float64(d.inflight.Load()) }),
+		listenQueueCollector{d})
 	if d.ctl, err = listenControl(cfg.ControlSocket); err != nil {
 		return nil, err
 	}

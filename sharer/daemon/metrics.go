@@ -63,3 +63,27 @@ func newMetrics() *metrics {
 	m.protocolFailures.WithLabelValues("receive_timeout")
 	return m
 }
+
+// listenQueueCollector reports each listening socket's accept queue, read
+// from the kernel at every scrape: the backlog SMSvcHost's listenBacklog
+// sizes, and the first place a stalled daemon's connections pile up.
+type listenQueueCollector struct{ d *Daemon }
+
+var (
+	listenQueueDesc = prometheus.NewDesc("portshare_listen_queue",
+		"Connections the kernel completed on a shared port's socket, waiting for accept(2).", []string{"address"}, nil)
+	listenBacklogDesc = prometheus.NewDesc("portshare_listen_backlog",
+		"The socket's listen backlog as the kernel applied it (the queue is full at backlog+1).", []string{"address"}, nil)
+)
+
+func (listenQueueCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- listenQueueDesc
+	ch <- listenBacklogDesc
+}
+
+func (c listenQueueCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, q := range c.d.listenQueues() {
+		ch <- prometheus.MustNewConstMetric(listenQueueDesc, prometheus.GaugeValue, float64(q.Queued), q.Address)
+		ch <- prometheus.MustNewConstMetric(listenBacklogDesc, prometheus.GaugeValue, float64(q.Backlog), q.Address)
+	}
+}

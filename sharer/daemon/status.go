@@ -51,11 +51,10 @@ type WorkerStatus struct {
 
 // Status returns the daemon's current state.
 func (d *Daemon) Status() Status {
-	s := Status{PID: os.Getpid(), Policy: string(d.policy), Config: *d.cfg.Load(), Routes: []RouteStatus{}, Workers: []WorkerStatus{}, Listen: []ListenQueue{}}
+	s := Status{PID: os.Getpid(), Policy: string(d.policy), Config: *d.cfg.Load(), Routes: []RouteStatus{}, Workers: []WorkerStatus{}}
 	d.mu.Lock()
-	for p, pl := range d.ports {
+	for p := range d.ports {
 		s.Ports = append(s.Ports, p)
-		s.Listen = append(s.Listen, pl.queues()...)
 	}
 	list := func(state string) func(route.URI, *routeEntry) bool {
 		return func(u route.URI, re *routeEntry) bool {
@@ -80,12 +79,25 @@ func (d *Daemon) Status() Status {
 	}
 	d.mu.Unlock()
 	sort.Ints(s.Ports)
-	sort.Slice(s.Listen, func(i, j int) bool { return s.Listen[i].Address < s.Listen[j].Address })
+	s.Listen = d.listenQueues()
 	sort.Slice(s.Workers, func(i, j int) bool { return s.Workers[i].ID < s.Workers[j].ID })
 	s.Pending = int(d.pendingCount())
 	s.Ledger = d.ledger.Snapshot()
 	s.Counters = d.counters()
 	return s
+}
+
+// listenQueues reads the accept queue of every shared port's sockets,
+// sorted by address.
+func (d *Daemon) listenQueues() []ListenQueue {
+	qs := []ListenQueue{}
+	d.mu.Lock()
+	for _, pl := range d.ports {
+		qs = append(qs, pl.queues()...)
+	}
+	d.mu.Unlock()
+	sort.Slice(qs, func(i, j int) bool { return qs[i].Address < qs[j].Address })
+	return qs
 }
 
 // counters flattens the portshare_ counters and gauges, prefix dropped:
