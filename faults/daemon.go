@@ -140,7 +140,9 @@ func (in *Injector) run(ctx context.Context, start time.Time, s Spec) error {
 		in.log.Add(s, End, fmt.Sprintf("serving again as pid %d", in.proc.Pid()))
 		return nil
 	}
-	undo, detail, err := in.locked(func() (func() error, string, error) { return in.apply(s) })
+	in.procMu.RLock() // not while a restart is under way
+	undo, detail, err := in.apply(s)
+	in.procMu.RUnlock()
 	if err != nil {
 		in.log.Add(s, Instant, "not applied: "+err.Error())
 		return err
@@ -151,20 +153,15 @@ func (in *Injector) run(ctx context.Context, start time.Time, s Spec) error {
 	} else {
 		<-ctx.Done()
 	}
-	_, _, err = in.locked(func() (func() error, string, error) { return nil, "", undo() })
+	in.procMu.RLock()
+	err = undo()
+	in.procMu.RUnlock()
 	detail = "undone"
 	if err != nil {
 		detail = "undo failed: " + err.Error()
 	}
 	in.log.Add(s, End, detail)
 	return err
-}
-
-// locked runs f, a fault's apply or undo, while no restart is under way.
-func (in *Injector) locked(f func() (func() error, string, error)) (func() error, string, error) {
-	in.procMu.RLock()
-	defer in.procMu.RUnlock()
-	return f()
 }
 
 // apply applies s now and returns how to undo it.
