@@ -152,6 +152,8 @@ const tcpListen = 0x0A
 // ReadTCPExt), IPv4 then IPv6, in the kernel's order; none is an empty
 // result, not an error. A kernel without IPv6 has no tcp6 file, which is
 // no error either. An unreadable or malformed file is an error naming it.
+// Unlike `portshare status`, it needs nothing of the daemon, so it reads the
+// queue of a daemon that cannot answer: paused, say, or out of descriptors.
 func ListenQueues(pid, port int) ([]ListenQueue, error) {
 	var qs []ListenQueue
 	for _, name := range []string{"tcp", "tcp6"} {

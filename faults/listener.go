@@ -1,6 +1,7 @@
 package faults
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -36,7 +37,8 @@ type Listener struct {
 	net.Listener
 	start  time.Time
 	log    *Log
-	closed chan struct{}
+	closed context.Context // done once Close is called
+	close  context.CancelFunc
 	once   sync.Once
 	kill   func() // SIGKILL: the process ends here
 
@@ -91,7 +93,8 @@ func newListener(ln net.Listener, specs []Spec, start time.Time, log *Log, kill 
 	if err := CheckWorker(specs); err != nil {
 		return nil, err
 	}
-	l := &Listener{Listener: ln, start: start, log: log, closed: make(chan struct{}), stopAt: -1, kill: kill}
+	l := &Listener{Listener: ln, start: start, log: log, stopAt: -1, kill: kill}
+	l.closed, l.close = context.WithCancel(context.Background())
 	for _, s := range specs {
 		cf := &connFault{spec: s, coin: NewCoin(s), delay: NewDelay(s)}
 		switch s.Name {
@@ -160,7 +163,7 @@ func (l *Listener) hits(s Spec) string {
 func (l *Listener) die(s Spec, why string) {
 	l.dying.Store(true)
 	select {
-	case <-l.closed:
+	case <-l.closed.Done():
 		return // the worker already stopped: nothing to crash
 	default:
 	}
@@ -171,19 +174,7 @@ func (l *Listener) die(s Spec, why string) {
 func (l *Listener) elapsed() time.Duration { return time.Since(l.start) }
 
 // wait sleeps d, or until Close; false after Close.
-func (l *Listener) wait(d time.Duration) bool {
-	if d <= 0 {
-		return true
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-l.closed:
-		return false
-	}
-}
+func (l *Listener) wait(d time.Duration) bool { return sleepUntil(l.closed, time.Now().Add(d)) }
 
 // blocked returns how long Accept must wait before it may accept, and
 // whether that is for good.
@@ -215,7 +206,7 @@ func (l *Listener) Accept() (net.Conn, error) {
 	for {
 		wait, forever := l.blocked()
 		if forever {
-			<-l.closed
+			<-l.closed.Done()
 			return nil, net.ErrClosed
 		}
 		if wait > 0 {
@@ -352,7 +343,7 @@ func (l *Listener) crashAfterCount(c net.Conn) {
 // end of the faults still in effect.
 func (l *Listener) Close() error {
 	l.once.Do(func() {
-		close(l.closed)
+		l.close()
 		l.timersMu.Lock()
 		for _, t := range l.timers {
 			t.Stop()

@@ -188,9 +188,7 @@ func (r *recorder) FinishedFault(k int, latency time.Duration, outcome string, e
 	f := &r.faults[k]
 	f.outcomes[outcome]++
 	if sample != "" {
-		if _, ok := f.errors[sample]; ok || len(f.errors) < maxErrorSamples {
-			f.errors[sample]++
-		}
+		addSample(f.errors, sample, 1)
 	}
 	if outcome != Aborted {
 		f.hist.RecordValue(micros(latency))
@@ -287,9 +285,13 @@ func errorSample(msg string) string { return localAddr.ReplaceAllString(msg, "")
 
 // sampleError counts msg (an errorSample) if it is one of the kept
 // messages. Callers hold mu.
-func (r *recorder) sampleError(msg string, n int64) {
-	if _, ok := r.errors[msg]; ok || len(r.errors) < maxErrorSamples {
-		r.errors[msg] += n
+func (r *recorder) sampleError(msg string, n int64) { addSample(r.errors, msg, n) }
+
+// addSample counts n of error message msg in samples, which keeps at most
+// maxErrorSamples distinct messages.
+func addSample(samples map[string]int64, msg string, n int64) {
+	if _, ok := samples[msg]; ok || len(samples) < maxErrorSamples {
+		samples[msg] += n
 	}
 }
 
