@@ -39,36 +39,7 @@ func newStatusCmd() *cobra.Command {
 }
 
 // fetchStatus asks the daemon at socket for its status document.
-func fetchStatus(socket string) ([]byte, error) {
-	cc, err := control.Dial(socket, 5*time.Second)
-	if err != nil {
-		return nil, err
-	}
-	defer cc.Close()
-	cc.SetDeadline(time.Now().Add(10 * time.Second))
-	if err := cc.Send(control.TypeStatus, control.Status{}, nil, -1, 0); err != nil {
-		return nil, err
-	}
-	var doc []byte
-	for {
-		m, err := cc.Recv()
-		if err != nil {
-			return nil, fmt.Errorf("reading status from %s: %w", socket, err)
-		}
-		m.CloseFD()
-		if m.Type != control.TypeStatusReply {
-			return nil, fmt.Errorf("reading status from %s: unexpected %s", socket, m.Type)
-		}
-		var part control.StatusReply
-		if err := m.Unmarshal(&part); err != nil {
-			return nil, err
-		}
-		doc = append(doc, m.Payload...)
-		if part.Last {
-			return doc, nil
-		}
-	}
-}
+func fetchStatus(socket string) ([]byte, error) { return control.FetchStatus(socket, 10*time.Second) }
 
 // printStatusJSON prints a status document for people.
 func printStatusJSON(w io.Writer, raw []byte) error {

@@ -437,3 +437,16 @@ func checkHostPort(s string) error {
 	}
 	return nil
 }
+
+// CheckValue checks one key's value as it would be read from a file, for
+// tools that assemble configurations (the scenario runner): an unknown key
+// or a bad value is an error without file or line, for the caller to
+// place.
+func CheckValue(key string, n *yaml.Node) error {
+	f, ok := fields[key]
+	if !ok {
+		return fmt.Errorf("unknown key %q (known keys: %s)", key, strings.Join(Keys(), ", "))
+	}
+	var c Config
+	return f.set(&c, n)
+}

@@ -422,6 +422,7 @@ func (d *Daemon) evictLocked(w *registration, reason string, backoff time.Durati
 	if backoff > 0 {
 		d.backoff[backoffKey(w.name, w.uid)] = time.Now().Add(backoff)
 	}
+	d.m.evictions.WithLabelValues(reason).Inc()
 	d.log.Warn("worker evicted", "worker", w.name, "id", w.id, "pid", w.pid, "reason", reason, "may_register_again_in", backoff)
 	ctl := w.ctl
 	d.wg.Go(func() {

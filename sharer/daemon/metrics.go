@@ -21,6 +21,7 @@ type metrics struct {
 	queued           prometheus.Gauge
 	outcomes         *prometheus.CounterVec
 	acceptPauses     *prometheus.CounterVec
+	evictions        *prometheus.CounterVec
 	dispatchDuration prometheus.Histogram
 }
 
@@ -48,18 +49,21 @@ func newMetrics() *metrics {
 			Name: "portshare_connection_outcomes_total", Help: "Ledger: accepted connections by final outcome."}, []string{"outcome"}),
 		acceptPauses: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "portshare_accept_pauses_total", Help: "Times accepting paused, by reason (emfile, enfile, error)."}, []string{"reason"}),
+		evictions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "portshare_workers_evicted_total", Help: "Workers dropped by the compat policy after a failed hand-off, by reason."}, []string{"reason"}),
 		dispatchDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "portshare_dispatch_duration_seconds",
 			Help:    "From accept to the worker's acknowledgement of the hand-off.",
 			Buckets: prometheus.ExponentialBuckets(50e-6, 2.5, 16)}),
 	}
 	m.reg.MustRegister(m.accepted, m.dispatched, m.dispatchFailures, m.protocolFailures, m.registrations,
-		m.urisRegistered, m.urisUnregistered, m.queued, m.outcomes, m.acceptPauses,
+		m.urisRegistered, m.urisUnregistered, m.queued, m.outcomes, m.acceptPauses, m.evictions,
 		m.dispatchDuration, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, o := range outcomeNames {
 		m.outcomes.WithLabelValues(o)
 	}
 	m.dispatchFailures.WithLabelValues("timeout")
+	m.evictions.WithLabelValues("dispatch timeout")
 	m.protocolFailures.WithLabelValues("receive_timeout")
 	return m
 }

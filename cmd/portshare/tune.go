@@ -1,0 +1,356 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/portshare/portshare/scenarios"
+	"github.com/portshare/portshare/scenarios/results"
+	"github.com/portshare/portshare/scenarios/runner"
+)
+
+func newTuneCmd() *cobra.Command {
+	var (
+		out         string
+		sets        []string
+		cells       []int
+		repetitions int
+		list, check bool
+	)
+	cmd := &cobra.Command{
+		Use:   "tune [SCENARIO] [--out DIR] [--set KEY=VALUE…] [--cell N…] [--repetitions N] [--check]",
+		Short: "Run a tuning scenario: sweep daemon settings under a workload and faults",
+		Long: `Run a scenario (a file, or the name of a built-in one; default: ` + scenarios.Default + `)
+against real processes: for every cell of its sweep and every repetition, a
+fresh daemon with the cell's settings, the scenario's workers and loads on a
+free port, its daemon and network faults on schedule. Each run is checked
+(the ledger balances, the daemon's descriptors return to their baseline)
+and its expectations evaluated; results go to --out as one file per cell ×
+repetition plus manifest.json (scenarios/results/FORMAT.md).
+
+--set KEY=VALUE fixes a setting for every cell; --set KEY=V1,V2 sweeps it
+instead of what the file says (a preset axis takes preset names). --cell N
+runs only cell N (repeatable, numbered from 0), so a sweep can be spread over
+machines and the run files copied into one directory afterwards
+(docs/DISTRIBUTED.md). --check exits 1 if an expectation failed or a check
+found something (for CI). Ctrl-C stops the run in progress, tears it down
+and keeps what was done.
+
+Built-in scenarios: ` + strings.Join(scenarios.Names(), ", ") + `
+(scenarios/README.md describes the file format.)`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if list {
+				return listScenarios(cmd.OutOrStdout())
+			}
+			name := scenarios.Default
+			if len(args) == 1 {
+				name = args[0]
+			}
+			s, err := scenarios.Open(name)
+			if err != nil {
+				return usageError{err}
+			}
+			for _, kv := range sets {
+				if err := s.Set(kv); err != nil {
+					return usageError{err}
+				}
+			}
+			if cmd.Flags().Changed("repetitions") {
+				if repetitions < 1 || repetitions > 100 {
+					return usagef("--repetitions must be from 1 to 100, got %d", repetitions)
+				}
+				s.Repetitions = repetitions
+			}
+			n := len(s.Cells())
+			for _, c := range cells {
+				if c < 0 || c >= n {
+					return usagef("--cell %d: scenario %s has cells 0 to %d", c, s.Name, n-1)
+				}
+			}
+			if out == "" {
+				out = filepath.Join("tune-results", s.Name+"-"+time.Now().Format("20060102-150405"))
+			}
+			self, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			raiseNOFILE()
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+			defer stop()
+			// "tune | head" must still tear its runs down.
+			signal.Ignore(syscall.SIGPIPE)
+			defer signal.Reset(syscall.SIGPIPE)
+			return runTune(ctx, cmd.OutOrStdout(), cmd.ErrOrStderr(), runner.Runner{Exe: self, Out: out, Version: buildVersion()}, s, cells, sets, check)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&out, "out", "", "results `DIR` (default tune-results/SCENARIO-TIME)")
+	f.StringArrayVar(&sets, "set", nil, "override a setting: `KEY=VALUE`, or KEY=V1,V2 to sweep it (repeatable)")
+	f.IntSliceVar(&cells, "cell", nil, "run only cell `N` of the sweep (repeatable; from 0)")
+	f.IntVar(&repetitions, "repetitions", 0, "run each cell `N` times (default: the scenario's)")
+	f.BoolVar(&check, "check", false, "exit 1 if an expectation failed or a run had findings")
+	f.BoolVar(&list, "list", false, "list the built-in scenarios and exit")
+	return cmd
+}
+
+func listScenarios(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, name := range scenarios.Names() {
+		s, err := scenarios.Open(name)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(tw, "%s\t%d cells × %d\t%s\n", s.Name, len(s.Cells()), s.Repetitions, firstSentence(s.Description))
+	}
+	return tw.Flush()
+}
+
+func firstSentence(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if i := strings.Index(s, ". "); i >= 0 {
+		return s[:i+1]
+	}
+	return s
+}
+
+// runTune runs the sweep with progress on stderr and the summary on
+// stdout.
+func runTune(ctx context.Context, stdout, stderr io.Writer, r runner.Runner, s *scenarios.Scenario, cells []int, sets []string, check bool) error {
+	p := &tuneProgress{w: stderr, tty: isTerminal(stderr)}
+	r.Progress = p
+	m, runs, err := r.Run(ctx, s, cells, sets)
+	p.end()
+	if m == nil {
+		return err
+	}
+	writeTuneSummary(stdout, m, runs)
+	fmt.Fprintf(stdout, "\nresults: %s (%d run files, manifest.json)\n", r.Out, len(runs))
+	switch {
+	case errors.Is(err, context.Canceled):
+		return fmt.Errorf("interrupted after %d of %d runs; their results are in %s", len(runs), p.total, r.Out)
+	case err != nil:
+		return err
+	}
+	if check {
+		failed := 0
+		for _, run := range runs {
+			if !run.Pass {
+				failed++
+			}
+		}
+		if failed > 0 {
+			return fmt.Errorf("--check: %d of %d runs failed an expectation or had findings (see above)", failed, len(runs))
+		}
+	}
+	return nil
+}
+
+// tuneProgress shows a bar on a terminal (runs done of all, ETA, leaked
+// handles so far) and a line per run otherwise.
+type tuneProgress struct {
+	w     io.Writer
+	tty   bool
+	mu    sync.Mutex
+	total int
+	done  int
+	start time.Time
+	leak  float64
+	cur   string
+	drawn bool
+}
+
+func (p *tuneProgress) Begin(m *results.Manifest, runs int) {
+	p.total, p.start = runs, time.Now()
+	fmt.Fprintf(p.w, "scenario %s: %d cells × %d repetitions = %d runs\n", m.Scenario, len(m.Cells), m.Repetitions, runs)
+	if len(m.Only) > 0 {
+		fmt.Fprintf(p.w, "running cells %v only\n", m.Only)
+	}
+}
+
+func (p *tuneProgress) RunStarted(c scenarios.Cell, rep int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cur = fmt.Sprintf("cell %d rep %d: %s", c.Index, rep, c.Label())
+	if p.tty {
+		p.draw()
+	}
+}
+
+func (p *tuneProgress) RunDone(r *results.Run) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.done++
+	p.leak += r.Metrics["leaked_handles"]
+	if p.tty {
+		p.draw()
+		return
+	}
+	verdict := "pass"
+	if !r.Pass {
+		verdict = "FAIL"
+	}
+	fmt.Fprintf(p.w, "[%d/%d] cell %d rep %d %s: %s  (eta %s)\n", p.done, p.total, r.Cell, r.Repetition, r.Label, runLine(r, verdict), p.eta())
+}
+
+func (p *tuneProgress) eta() string {
+	if p.done == 0 {
+		return "?"
+	}
+	per := time.Since(p.start) / time.Duration(p.done)
+	return (per * time.Duration(p.total-p.done)).Round(time.Second).String()
+}
+
+func (p *tuneProgress) draw() {
+	const width = 24
+	filled := 0
+	if p.total > 0 {
+		filled = width * p.done / p.total
+	}
+	fmt.Fprintf(p.w, "\r\033[K[%s%s] %d/%d runs  eta %s  leaked handles %.0f  %s",
+		strings.Repeat("#", filled), strings.Repeat(".", width-filled), p.done, p.total, p.eta(), p.leak, p.cur)
+	p.drawn = true
+}
+
+func (p *tuneProgress) end() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.drawn {
+		fmt.Fprint(p.w, "\r\033[K")
+	}
+}
+
+func runLine(r *results.Run, verdict string) string {
+	m := r.Metrics
+	s := fmt.Sprintf("%s  sessions %.0f  errors %.1f%%  leaked %.0f  p99 %s", verdict, m["sessions"], 100*m["error_rate"], m["leaked_handles"], ms(m["p99_ms"]))
+	if r.Error != "" {
+		s += "  error: " + r.Error
+	}
+	return s
+}
+
+func ms(v float64) string {
+	switch {
+	case v >= 1000:
+		return fmt.Sprintf("%.2fs", v/1000)
+	case v >= 10:
+		return fmt.Sprintf("%.0fms", v)
+	}
+	return fmt.Sprintf("%.1fms", v)
+}
+
+// writeTuneSummary prints one line per cell (medians over repetitions)
+// and which cells met every expectation.
+func writeTuneSummary(w io.Writer, m *results.Manifest, runs []*results.Run) {
+	byCell := map[int][]*results.Run{}
+	var order []int
+	for _, r := range runs {
+		if _, ok := byCell[r.Cell]; !ok {
+			order = append(order, r.Cell)
+		}
+		byCell[r.Cell] = append(byCell[r.Cell], r)
+	}
+	sort.Ints(order)
+	fmt.Fprintf(w, "\n%s", m.Scenario)
+	if m.TimeScale != "" {
+		fmt.Fprintf(w, " (time scale: %s)", m.TimeScale)
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "cell\tsettings\truns\tsessions\terror rate\tleaked handles\tp99\tthroughput/s\tfindings\tverdict")
+	var safe, failed []string
+	for _, c := range order {
+		rs := byCell[c]
+		med := func(k string) float64 { return medianOf(rs, k) }
+		pass := 0
+		findings := 0
+		for _, r := range rs {
+			if r.Pass {
+				pass++
+			}
+			findings += len(r.Findings)
+		}
+		verdict := "pass"
+		switch {
+		case pass == 0:
+			verdict = "FAIL"
+			failed = append(failed, fmt.Sprint(c))
+		case pass < len(rs):
+			verdict = fmt.Sprintf("mixed (%d/%d pass)", pass, len(rs))
+			failed = append(failed, fmt.Sprint(c))
+		default:
+			safe = append(safe, fmt.Sprint(c))
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%.0f\t%.2f%%\t%s\t%s\t%.0f\t%d\t%s\n", c, m.Cells[c].Label, len(rs), med("sessions"),
+			100*med("error_rate"), spread(rs, "leaked_handles"), ms(med("p99_ms")), med("throughput"), findings, verdict)
+	}
+	tw.Flush()
+	if len(m.Assertions) > 0 {
+		fmt.Fprintln(w, "\nexpectations:")
+		for _, a := range m.Assertions {
+			fmt.Fprintf(w, "  %s: %s\n", a.Where, strings.Join(a.Expect, ", "))
+		}
+	}
+	fmt.Fprintf(w, "cells meeting every expectation with no findings: %s\n", listOrNone(safe))
+	if len(failed) > 0 {
+		fmt.Fprintf(w, "cells failing in some run: %s\n", listOrNone(failed))
+		for _, r := range runs {
+			for _, ch := range r.Checks {
+				if !ch.Pass {
+					fmt.Fprintf(w, "  cell %d rep %d: %s was %g\n", r.Cell, r.Repetition, ch.Expect, ch.Value)
+				}
+			}
+			for _, f := range r.Findings {
+				fmt.Fprintf(w, "  cell %d rep %d: %s: %s\n", r.Cell, r.Repetition, f.Kind, f.Detail)
+			}
+		}
+	}
+}
+
+func listOrNone(s []string) string {
+	if len(s) == 0 {
+		return "none"
+	}
+	return strings.Join(s, ", ")
+}
+
+func medianOf(rs []*results.Run, key string) float64 {
+	v := make([]float64, len(rs))
+	for i, r := range rs {
+		v[i] = r.Metrics[key]
+	}
+	sort.Float64s(v)
+	if len(v) == 0 {
+		return math.NaN()
+	}
+	if len(v)%2 == 1 {
+		return v[len(v)/2]
+	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2
+}
+
+// spread is a count over repetitions: "3", or "0–4" when they disagree.
+func spread(rs []*results.Run, key string) string {
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for _, r := range rs {
+		lo, hi = math.Min(lo, r.Metrics[key]), math.Max(hi, r.Metrics[key])
+	}
+	if lo == hi {
+		return fmt.Sprintf("%.0f", lo)
+	}
+	return fmt.Sprintf("%.0f–%.0f", lo, hi)
+}

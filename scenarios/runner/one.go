@@ -1,0 +1,716 @@
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	hdr "github.com/HdrHistogram/hdrhistogram-go"
+
+	"github.com/portshare/portshare/faults"
+	"github.com/portshare/portshare/loadgen"
+	"github.com/portshare/portshare/scenarios"
+	"github.com/portshare/portshare/scenarios/results"
+	"github.com/portshare/portshare/sharer/control"
+	"github.com/portshare/portshare/sharer/daemon"
+)
+
+// Timing of a run's phases.
+const (
+	readyTimeout  = 15 * time.Second       // daemon serving, workers registered
+	sampleEvery   = 200 * time.Millisecond // daemon state sampling
+	statusTimeout = 250 * time.Millisecond // a sample of a paused daemon is skipped
+	stopGrace     = 10 * time.Second       // SIGTERM to SIGKILL
+	fdSettle      = 3 * time.Second        // descriptors back to baseline after the drain
+	loadSlack     = 30 * time.Second       // beyond a load's own bounds before it is stopped
+)
+
+// one is a single run: a cell's plan, one repetition.
+type one struct {
+	r      *Runner
+	s      *scenarios.Scenario
+	plan   *scenarios.Plan
+	rep    int
+	budget time.Duration // from starting the workers to the epoch
+	ready  time.Duration // how long the workers took to register
+
+	run    *results.Run
+	st     *starter
+	d      *daemonProc
+	socket string
+
+	mu       sync.Mutex
+	workers  []*child
+	final    map[int]*daemon.Status // each daemon process's last status
+	order    []int                  // daemon pids in start order
+	samples  []results.Sample
+	events   []faults.Event
+	restarts int
+}
+
+// nextBudget is the start budget of the next run: room for the workers to
+// register twice as slowly as they did here, within bounds.
+func (o *one) nextBudget() time.Duration {
+	return min(max(2*o.ready+300*time.Millisecond, 500*time.Millisecond), 5*time.Second)
+}
+
+func (o *one) do(ctx context.Context) *results.Run {
+	c := o.plan.Cell
+	o.run = &results.Run{
+		Format: results.RunFormat, Scenario: o.s.Name, Cell: c.Index, Repetition: o.rep,
+		Label: c.Label(), Values: c.Values, Started: time.Now().UTC(),
+		Outcomes: map[string]int64{}, Metrics: map[string]float64{},
+	}
+	o.run.Host, _ = os.Hostname()
+	o.final = map[int]*daemon.Status{}
+	err := o.execute(ctx)
+	if err != nil && ctx.Err() == nil {
+		o.run.Error = err.Error()
+		o.finding("setup", "%v", err)
+	}
+	o.run.Finished = time.Now().UTC()
+	o.evaluate()
+	return o.run
+}
+
+func (o *one) finding(kind, format string, a ...any) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.run.Findings = append(o.run.Findings, results.Finding{Kind: kind, Detail: fmt.Sprintf(format, a...)})
+}
+
+func (o *one) event(source, name, detail string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.events = append(o.events, faults.Event{Time: time.Now().UTC(), Name: name, Phase: faults.Instant, Source: source, Detail: detail})
+}
+
+// execute sets the run up, runs the load, checks and tears down.
+func (o *one) execute(ctx context.Context) (err error) {
+	tmp, err := os.MkdirTemp("", "portshare-tune-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	logs := filepath.Join(o.r.Out, "logs", fmt.Sprintf("cell-%03d-rep-%d", o.plan.Cell.Index, o.rep))
+	if err := os.MkdirAll(logs, 0o755); err != nil {
+		return err
+	}
+	o.st = &starter{exe: o.r.Exe, env: o.r.Env, logs: logs}
+	listen, host, daemonNS, clientNS := "127.0.0.1", "127.0.0.1", "", ""
+	if o.s.Netns {
+		n, err := faults.NewNetns()
+		if err != nil {
+			return setupf("network namespaces: %v", err)
+		}
+		defer n.Close()
+		o.st.netns = n
+		listen, host = n.DaemonAddr().String(), n.DaemonAddr().String()
+		daemonNS, clientNS = n.Daemon(), n.Client()
+	}
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	o.run.Port = port
+	o.socket = filepath.Join(tmp, "portshare.sock")
+	cfg := filepath.Join(tmp, "portshare.yaml")
+	if err := os.WriteFile(cfg, o.plan.ConfigYAML(o.socket, []string{listen}), 0o644); err != nil {
+		return err
+	}
+	o.d = &daemonProc{o: o, ns: daemonNS, cfg: cfg}
+	if err := o.d.start(ctx, "daemon"); err != nil {
+		return err
+	}
+	defer o.teardown()
+	if raw, err := control.FetchStatus(o.socket, time.Second); err == nil {
+		var st struct {
+			Config json.RawMessage `json:"config"`
+		}
+		if json.Unmarshal(raw, &st) == nil {
+			o.run.Config = st.Config
+		}
+	}
+
+	// Workers, with the epoch their faults count from.
+	begin := time.Now()
+	epoch := begin.Add(o.budget)
+	o.run.Epoch = epoch.UTC()
+	total := 0
+	for _, g := range o.plan.Workers {
+		for i := 1; i <= g.Count; i++ {
+			name := fmt.Sprintf("worker-%s-%d", g.Name, i)
+			args := []string{"worker", "--control-socket", o.socket, "--name", g.Name, "--mode", g.Mode,
+				"--max-inflight", strconv.Itoa(g.MaxInflight)}
+			for _, r := range g.Routes {
+				args = append(args, "--route", expand(r, port))
+			}
+			for _, f := range g.Faults {
+				args = append(args, "--fault", f.String())
+			}
+			if len(g.Faults) > 0 {
+				args = append(args, "--fault-events", filepath.Join(logs, name+".events"), "--fault-epoch", epoch.UTC().Format(time.RFC3339Nano))
+			}
+			w, err := o.st.start(name, daemonNS, args...)
+			if err != nil {
+				return err
+			}
+			o.mu.Lock()
+			o.workers = append(o.workers, w)
+			o.mu.Unlock()
+			go o.watch(w, g)
+			total++
+		}
+	}
+	_, err = o.waitStatus(ctx, readyTimeout, func(st *daemon.Status) bool { return len(st.Workers) >= total })
+	if err != nil {
+		return setupf("the workers did not register: %v (log: %s)", err, tail(filepath.Join(logs, "worker-"+o.plan.Workers[0].Name+"-1.log"), 2))
+	}
+	o.ready = time.Since(begin)
+
+	// Baselines.
+	base, err := o.waitStatus(ctx, readyTimeout, func(*daemon.Status) bool { return true })
+	if err != nil {
+		return err
+	}
+	workersAtBase := len(base.Workers)
+	fdBase := o.d.fds()
+	tcpBefore, tcpErr := faults.ReadTCPExt(o.d.pid())
+
+	sctx, stopSampling := context.WithCancel(ctx)
+	sampled := make(chan struct{})
+	go func() { defer close(sampled); o.sample(sctx, epoch) }()
+	defer func() { stopSampling(); <-sampled }()
+
+	if !sleepCtx(ctx, epoch) {
+		return ctx.Err()
+	}
+	if late := time.Since(epoch); late > 50*time.Millisecond {
+		o.event("runner", "late-start", fmt.Sprintf("the load started %s after the epoch: the workers took %s to register", late.Round(time.Millisecond), o.ready.Round(time.Millisecond)))
+	}
+
+	// Daemon and network faults, and the loads.
+	fctx, stopFaults := context.WithCancel(ctx)
+	var faultLog *faults.Log
+	faultsDone := make(chan error, 1)
+	if len(o.s.Faults) > 0 {
+		faultLog = faults.NewLog("runner", nil, nil)
+		inj, err := faults.NewInjector(o.d, o.st.netns, o.s.Faults, faultLog)
+		if err != nil {
+			stopFaults()
+			return setupf("%v", err)
+		}
+		go func() { faultsDone <- inj.Run(fctx, epoch) }()
+	} else {
+		faultsDone <- nil
+	}
+	o.run.Load = make([]*loadgen.Result, len(o.plan.Load))
+	var wg sync.WaitGroup
+	var loadErrs = make([]error, len(o.plan.Load))
+	for i, l := range o.plan.Load {
+		wg.Go(func() { o.run.Load[i], loadErrs[i] = o.load(ctx, i, l, host, port, clientNS, logs, epoch) })
+	}
+	wg.Wait()
+	stopFaults()
+	if ferr := <-faultsDone; ferr != nil {
+		o.finding("fault", "%v", ferr)
+	}
+	if faultLog != nil {
+		o.mu.Lock()
+		o.events = append(o.events, faultLog.Events()...)
+		o.mu.Unlock()
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	for i, lerr := range loadErrs {
+		if lerr != nil {
+			o.finding("process", "load %d: %v", i, lerr)
+		}
+	}
+
+	// Drain, then the ledger and descriptor checks.
+	drained, derr := o.waitStatus(ctx, o.s.Drain, func(st *daemon.Status) bool {
+		return st.Ledger.Open == 0 && st.Pending == 0 && st.Queued == 0
+	})
+	stopSampling()
+	<-sampled
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	final, err := o.status(time.Second)
+	if err != nil {
+		o.finding("process", "the daemon did not answer after the load: %v", err)
+	} else {
+		o.keep(final)
+		l := final.Ledger
+		if sumOutcomes(l.Outcomes)+l.Open != l.Accepted {
+			o.finding("ledger", "the ledger does not balance: accepted %d, outcomes %d, open %d", l.Accepted, sumOutcomes(l.Outcomes), l.Open)
+		}
+		if derr != nil || drained == nil {
+			o.finding("ledger", "%d connections still open, %d pending, %d queued %s after the load ended (drain)", l.Open, final.Pending, final.Queued, o.s.Drain)
+		}
+		o.checkFDs(fdBase, workersAtBase, len(final.Workers))
+	}
+	if tcpErr == nil {
+		if after, err := faults.ReadTCPExt(o.d.pid()); err == nil {
+			o.run.TCPExt = after.Sub(tcpBefore)
+		}
+	}
+	return nil
+}
+
+// checkFDs compares the daemon's descriptors with its baseline: every
+// connection closed, and one control connection fewer for each worker
+// gone. A restarted daemon has no baseline to compare with.
+func (o *one) checkFDs(base, workersAtBase, workersNow int) {
+	fc := &o.run.FDs
+	fc.Baseline = base
+	fc.Allowed = base - max(workersAtBase-workersNow, 0)
+	if o.restarts > 0 {
+		fc.Note = "the daemon was restarted: its baseline was of another process"
+		fc.After = o.d.fds()
+		return
+	}
+	fc.Checked = true
+	deadline := time.Now().Add(fdSettle)
+	for {
+		fc.After = o.d.fds()
+		if fc.After >= 0 && fc.After <= fc.Allowed {
+			return
+		}
+		if time.Now().After(deadline) {
+			o.finding("fd", "the daemon holds %d descriptors %s after the drain; its baseline was %d (%d allowed with %d of %d workers left)",
+				fc.After, fdSettle, base, fc.Allowed, workersNow, workersAtBase)
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// load runs one load process from epoch + its at, and reads its result.
+func (o *one) load(ctx context.Context, i int, l scenarios.Load, host string, port int, ns, logs string, epoch time.Time) (*loadgen.Result, error) {
+	if !sleepCtx(ctx, epoch.Add(l.At)) {
+		return nil, nil
+	}
+	out := filepath.Join(logs, fmt.Sprintf("load-%d.json", i))
+	args := []string{"load", "--target", expandHost(l.Target, host, port), "--json", out,
+		"--timeout", l.Timeout.String(), "--connect-timeout", l.ConnectTimeout.String()}
+	if l.Rate > 0 {
+		args = append(args, "--rate", strconv.FormatFloat(l.Rate, 'g', -1, 64), "--arrival", l.Arrival)
+	} else {
+		args = append(args, "--concurrency", strconv.Itoa(l.Concurrency))
+	}
+	if l.Count > 0 {
+		args = append(args, "--count", strconv.FormatInt(l.Count, 10))
+	} else {
+		args = append(args, "--duration", l.Duration.String())
+	}
+	if l.Messages != 1 {
+		args = append(args, "--messages", strconv.Itoa(l.Messages))
+	}
+	if l.MessageSize > 0 {
+		args = append(args, "--message-size", strconv.Itoa(l.MessageSize))
+	}
+	if l.Method != "" {
+		args = append(args, "--method", l.Method)
+	}
+	for _, cf := range l.ClientFaults {
+		args = append(args, "--client-fault", cf.Spec.String(), "--client-fault-ratio", strconv.FormatFloat(cf.Ratio, 'g', -1, 64))
+	}
+	c, err := o.st.start(fmt.Sprintf("load-%d", i), ns, args...)
+	if err != nil {
+		return nil, err
+	}
+	bound := l.Duration + l.Timeout + loadSlack
+	if l.Count > 0 {
+		bound = time.Hour
+	}
+	select {
+	case <-c.done:
+	case <-ctx.Done():
+		c.stop(syscall.SIGINT, 5*time.Second)
+		return nil, ctx.Err()
+	case <-time.After(bound):
+		c.stop(syscall.SIGINT, 5*time.Second)
+		o.finding("process", "load %d ran past %s and was stopped", i, bound)
+	}
+	if c.err != nil {
+		return nil, fmt.Errorf("%s (%s)", exitText(c.err), tail(filepath.Join(logs, fmt.Sprintf("load-%d.log", i)), 2))
+	}
+	f, err := os.Open(out)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return loadgen.ReadResult(f)
+}
+
+// watch records a worker's exit. An exit the runner did not ask for is
+// an event; it is a finding unless the worker's faults include crash.
+func (o *one) watch(w *child, g scenarios.WorkerGroup) {
+	<-w.done
+	if w.expected() {
+		return
+	}
+	o.event(w.name, "worker-exit", fmt.Sprintf("pid %d: %s", w.pid(), exitText(w.err)))
+	if !slices.ContainsFunc(g.Faults, func(s faults.Spec) bool { return s.Name == "crash" || s.Name == "hang" }) {
+		o.finding("process", "%s (pid %d) exited on its own: %s", w.name, w.pid(), exitText(w.err))
+	}
+}
+
+// teardown stops the workers, then the daemon, and records how the
+// daemon took it; then it collects the workers' fault events.
+func (o *one) teardown() {
+	o.mu.Lock()
+	workers := slices.Clone(o.workers)
+	o.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, w := range workers {
+		wg.Go(func() { w.stop(syscall.SIGTERM, stopGrace) })
+	}
+	wg.Wait()
+	if d := o.d.current(); d != nil {
+		if err := d.stop(syscall.SIGTERM, stopGrace); err != nil {
+			o.finding("process", "the daemon exited with %s on SIGTERM", exitText(err))
+		}
+	}
+	for _, w := range workers {
+		path := filepath.Join(o.st.logs, w.name+".events")
+		f, err := os.Open(path)
+		if err != nil {
+			continue
+		}
+		ev, err := faults.ReadEvents(f)
+		f.Close()
+		if err != nil {
+			o.finding("process", "%s: %v", path, err)
+		}
+		for i := range ev {
+			ev[i].Source = w.name // the process, not its group
+		}
+		o.mu.Lock()
+		o.events = append(o.events, ev...)
+		o.mu.Unlock()
+	}
+}
+
+// status asks the current daemon for its status.
+func (o *one) status(timeout time.Duration) (*daemon.Status, error) {
+	raw, err := control.FetchStatus(o.socket, timeout)
+	if err != nil {
+		return nil, err
+	}
+	st := &daemon.Status{}
+	if err := json.Unmarshal(raw, st); err != nil {
+		return nil, fmt.Errorf("bad status: %w", err)
+	}
+	return st, nil
+}
+
+// waitStatus polls the daemon until cond holds or timeout passes.
+func (o *one) waitStatus(ctx context.Context, timeout time.Duration, cond func(*daemon.Status) bool) (*daemon.Status, error) {
+	deadline := time.Now().Add(timeout)
+	var last error
+	for {
+		st, err := o.status(time.Second)
+		if err == nil && cond(st) {
+			return st, nil
+		}
+		if err != nil {
+			last = err
+		}
+		if d := o.d.current(); d != nil && d.exited() && !o.d.restarting() {
+			return nil, fmt.Errorf("the daemon exited: %s (log: %s)", exitText(d.err), tail(filepath.Join(o.st.logs, d.name+".log"), 2))
+		}
+		if time.Now().After(deadline) {
+			if last != nil {
+				return nil, fmt.Errorf("timed out after %s: %v", timeout, last)
+			}
+			return nil, fmt.Errorf("timed out after %s", timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// keep remembers a daemon process's latest status: its ledger is what the
+// run reports for that process.
+func (o *one) keep(st *daemon.Status) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if _, ok := o.final[st.PID]; !ok {
+		o.order = append(o.order, st.PID)
+	}
+	o.final[st.PID] = st
+}
+
+// totals sums a counter over every daemon process of the run.
+func (o *one) totals(f func(*daemon.Status) uint64) uint64 {
+	var t uint64
+	for _, st := range o.final {
+		t += f(st)
+	}
+	return t
+}
+
+// sample records the daemon's state every sampleEvery until ctx ends.
+func (o *one) sample(ctx context.Context, epoch time.Time) {
+	tick := time.NewTicker(sampleEvery)
+	defer tick.Stop()
+	for {
+		now := time.Now()
+		if st, err := o.status(statusTimeout); err == nil {
+			o.keep(st)
+			o.mu.Lock()
+			s := results.Sample{T: now.Sub(epoch).Seconds(), PID: st.PID, Pending: st.Pending, Queued: st.Queued,
+				Inflight: st.Inflight, Workers: len(st.Workers), Open: st.Ledger.Open}
+			for _, q := range st.Listen {
+				s.ListenQueue += q.Queued
+			}
+			o.mu.Unlock()
+			s.Accepted = o.locked(func() uint64 { return o.totals(func(st *daemon.Status) uint64 { return st.Ledger.Accepted }) })
+			s.Dispatched = o.locked(func() uint64 {
+				return o.totals(func(st *daemon.Status) uint64 { return st.Ledger.Outcomes["dispatched"] })
+			})
+			s.Leaked = o.locked(func() uint64 {
+				return o.totals(func(st *daemon.Status) uint64 { return st.Ledger.Outcomes["dispatch_timeout"] })
+			})
+			s.FDs = o.d.fds()
+			o.mu.Lock()
+			o.samples = append(o.samples, s)
+			o.mu.Unlock()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+func (o *one) locked(f func() uint64) uint64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return f()
+}
+
+// evaluate computes the run's metrics and checks its expectations.
+func (o *one) evaluate() {
+	run := o.run
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	run.Samples = o.samples
+	run.Events = sortedEvents(o.events)
+	for _, pid := range o.order {
+		st := o.final[pid]
+		run.Ledgers = append(run.Ledgers, results.Ledger{PID: pid, Accepted: st.Ledger.Accepted, Open: st.Ledger.Open, Outcomes: st.Ledger.Outcomes})
+	}
+	m := run.Metrics
+	var hist *hdr.Histogram
+	var window float64
+	for _, l := range run.Load {
+		if l == nil {
+			continue
+		}
+		for k, v := range l.Outcomes {
+			run.Outcomes[k] += v
+		}
+		m["late_sends"] += float64(l.LateSends)
+		window = math.Max(window, float64(l.Window))
+		if ph := l.Phases[loadgen.PhaseSession]; ph != nil {
+			if h, err := ph.Histogram(); err == nil {
+				if hist == nil {
+					hist = h
+				} else {
+					hist.Merge(h)
+				}
+			}
+		}
+	}
+	sessions := float64(sum(run.Outcomes))
+	m["sessions"] = sessions
+	m["ok"] = float64(run.Outcomes["ok"])
+	m["errors"] = sessions - m["ok"]
+	if sessions > 0 {
+		m["error_rate"] = m["errors"] / sessions
+	}
+	if window > 0 {
+		m["throughput"] = m["ok"] / window
+	}
+	if hist != nil {
+		for name, q := range map[string]float64{"p50_ms": 50, "p90_ms": 90, "p99_ms": 99, "p999_ms": 99.9} {
+			m[name] = float64(hist.ValueAtQuantile(q)) / 1000
+		}
+		m["max_ms"] = float64(hist.Max()) / 1000
+	}
+	for _, name := range []string{"dispatched", "no_route", "protocol_failure", "receive_timeout", "queue_full", "queue_timeout", "dispatch_timeout", "dispatch_error", "shutdown"} {
+		m[name] = float64(o.totals(func(st *daemon.Status) uint64 { return st.Ledger.Outcomes[name] }))
+	}
+	m["leaked_handles"] = m["dispatch_timeout"]
+	m["evictions"] = float64(o.totals(func(st *daemon.Status) uint64 { return uint64(counter(st, "workers_evicted_total")) }))
+	for _, s := range run.Samples {
+		m["max_pending"] = math.Max(m["max_pending"], float64(s.Pending))
+		m["max_queued"] = math.Max(m["max_queued"], float64(s.Queued))
+	}
+	m["listen_overflows"] = float64(run.TCPExt["ListenOverflows"])
+	m["listen_drops"] = float64(run.TCPExt["ListenDrops"])
+	for _, f := range run.Findings {
+		switch f.Kind {
+		case "ledger":
+			m["ledger_violations"]++
+		case "fd":
+			m["fd_violations"]++
+		}
+	}
+	m["findings"] = float64(len(run.Findings))
+	run.Pass = len(run.Findings) == 0 && run.Error == ""
+	for _, a := range o.s.Assert {
+		if !a.Applies(o.s, o.plan.Cell) {
+			continue
+		}
+		for _, x := range a.Expect {
+			v := x.Measure(m, run.Outcomes)
+			ok := x.Holds(v)
+			run.Checks = append(run.Checks, results.Check{Where: a.String(), Expect: x.Text, Value: v, Pass: ok})
+			run.Pass = run.Pass && ok
+		}
+	}
+}
+
+// counter sums a labelled or plain counter of a status document.
+func counter(st *daemon.Status, name string) float64 {
+	switch v := st.Counters[name].(type) {
+	case float64:
+		return v
+	case map[string]any:
+		t := 0.0
+		for _, x := range v {
+			if f, ok := x.(float64); ok {
+				t += f
+			}
+		}
+		return t
+	}
+	return 0
+}
+
+func sumOutcomes(m map[string]uint64) uint64 { return sum(m) }
+
+func expand(s string, port int) string { return expandHost(s, "127.0.0.1", port) }
+
+func expandHost(s, host string, port int) string {
+	return scenarios.Expand(s, host, port)
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// daemonProc is the run's daemon as faults see it: restart replaces the
+// process.
+type daemonProc struct {
+	o   *one
+	ns  string
+	cfg string
+
+	mu      sync.Mutex
+	cur     *child
+	gen     int
+	restart bool
+}
+
+func (d *daemonProc) current() *child {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.cur
+}
+
+func (d *daemonProc) restarting() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.restart
+}
+
+// Pid is the current daemon's process id.
+func (d *daemonProc) Pid() int { return d.pid() }
+
+func (d *daemonProc) pid() int {
+	if c := d.current(); c != nil {
+		return c.pid()
+	}
+	return 0
+}
+
+// fds counts the current daemon's descriptors (-1 if it cannot).
+func (d *daemonProc) fds() int {
+	n, err := faults.OpenFDs(d.pid())
+	if err != nil {
+		return -1
+	}
+	return n
+}
+
+// start runs a daemon and waits until it answers status.
+func (d *daemonProc) start(ctx context.Context, name string) error {
+	c, err := d.o.st.start(name, d.ns, "serve", "--config", d.cfg)
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	d.cur = c
+	d.mu.Unlock()
+	if _, err := d.o.waitStatus(ctx, readyTimeout, func(*daemon.Status) bool { return true }); err != nil {
+		return setupf("the daemon did not start: %v", err)
+	}
+	return nil
+}
+
+// Restart stops the daemon with SIGTERM (its last status kept for the
+// ledger), waits downtime and starts another; the workers register again
+// by themselves.
+func (d *daemonProc) Restart(downtime time.Duration) error {
+	d.mu.Lock()
+	d.restart = true
+	d.gen++
+	old, gen := d.cur, d.gen
+	d.mu.Unlock()
+	defer func() {
+		d.mu.Lock()
+		d.restart = false
+		d.mu.Unlock()
+	}()
+	if st, err := d.o.status(time.Second); err == nil {
+		d.o.keep(st)
+	}
+	if err := old.stop(syscall.SIGTERM, stopGrace); err != nil {
+		return fmt.Errorf("the daemon exited with %s on SIGTERM", exitText(err))
+	}
+	d.o.mu.Lock()
+	d.o.restarts++
+	d.o.mu.Unlock()
+	d.o.event("runner", "daemon-stopped", fmt.Sprintf("pid %d", old.pid()))
+	time.Sleep(downtime)
+	if err := d.start(context.Background(), fmt.Sprintf("daemon-%d", gen+1)); err != nil {
+		return err
+	}
+	d.o.event("runner", "daemon-started", fmt.Sprintf("pid %d", d.pid()))
+	return nil
+}
