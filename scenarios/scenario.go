@@ -359,18 +359,42 @@ func (p *parser) faultList(n *yaml.Node, what string, kinds ...faults.Kind) ([]f
 		if err != nil {
 			return nil, p.errf(e, "%v", err)
 		}
-		var spec faults.Spec
-		for i, k := range kinds {
-			if spec, err = faults.Parse(k, text); err == nil || i == len(kinds)-1 {
-				break
-			}
-		}
+		spec, err := parseFault(text, kinds...)
 		if err != nil {
 			return nil, p.errf(e, "%v", err)
 		}
 		out = append(out, spec)
 	}
 	return out, nil
+}
+
+// faultPlace says where a scenario takes the faults of each kind.
+var faultPlace = map[faults.Kind]string{
+	faults.Worker:  "a worker group's faults",
+	faults.Client:  "a load's client_faults",
+	faults.Daemon:  "the scenario's faults",
+	faults.Network: "the scenario's faults",
+}
+
+// parseFault parses a spec of one of kinds, choosing the kind by the
+// fault's name: trying each kind in turn would report the last kind's
+// "unknown name" in place of the real problem (a bad key, say).
+func parseFault(text string, kinds ...faults.Kind) (faults.Spec, error) {
+	name, _, _ := strings.Cut(strings.TrimSpace(text), ":")
+	for _, k := range []faults.Kind{faults.Worker, faults.Client, faults.Daemon, faults.Network} {
+		if !slices.Contains(faults.Names(k), name) {
+			continue
+		}
+		if !slices.Contains(kinds, k) {
+			return faults.Spec{}, fmt.Errorf("fault %q: %s is a %s fault: give it in %s", text, name, k, faultPlace[k])
+		}
+		return faults.Parse(k, text)
+	}
+	var known []string
+	for _, k := range kinds {
+		known = append(known, fmt.Sprintf("%s faults are %s", k, strings.Join(faults.Names(k), ", ")))
+	}
+	return faults.Spec{}, fmt.Errorf("fault %q: unknown name; %s", text, strings.Join(known, "; "))
 }
 
 func describe(n *yaml.Node) string {
@@ -555,7 +579,7 @@ func (p *parser) clientFaults(n *yaml.Node) ([]ClientFault, error) {
 	for _, e := range n.Content {
 		cf := ClientFault{Ratio: 1}
 		if e.Kind == yaml.ScalarNode { // a bare spec takes every session
-			spec, err := faults.Parse(faults.Client, e.Value)
+			spec, err := parseFault(e.Value, faults.Client)
 			if err != nil {
 				return nil, p.errf(e, "%v", err)
 			}
@@ -565,7 +589,7 @@ func (p *parser) clientFaults(n *yaml.Node) ([]ClientFault, error) {
 				"spec": func(v *yaml.Node) error {
 					text, err := p.str(v)
 					if err == nil {
-						cf.Spec, err = faults.Parse(faults.Client, text)
+						cf.Spec, err = parseFault(text, faults.Client)
 					}
 					return err
 				},

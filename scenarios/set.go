@@ -27,6 +27,9 @@ func (s *Scenario) Set(arg string) error {
 			if j < 0 {
 				return fmt.Errorf("--set %s: no preset %q (presets: %s)", key, name, strings.Join(s.Axes[i].Values, ", "))
 			}
+			if slices.Contains(ax.Values, s.Axes[i].Values[j]) {
+				return fmt.Errorf("--set %s: preset %s given twice", key, s.Axes[i].Values[j])
+			}
 			ax.Values = append(ax.Values, s.Axes[i].Values[j])
 			ax.Presets = append(ax.Presets, s.Axes[i].Presets[j])
 		}
@@ -57,6 +60,9 @@ func (s *Scenario) Set(arg string) error {
 		v, err := canonical(key, n.Content[0])
 		if err != nil {
 			return fmt.Errorf("--set %s: %v", key, err)
+		}
+		if slices.Contains(values, v) { // as in a file's sweep: the cells would repeat
+			return fmt.Errorf("--set %s: %s given twice", key, v)
 		}
 		values = append(values, v)
 	}

@@ -44,6 +44,9 @@ func (c Cell) Value(s *Scenario, key string) (string, bool) {
 			return v.Value, true
 		}
 	}
+	if !isDaemonKey(key) && slices.Contains(s.settableKeys(), key) {
+		return s.planValue(c, key)
+	}
 	for i := len(c.Settings) - 1; i >= 0; i-- {
 		if c.Settings[i].Key == key {
 			return c.Settings[i].Value, true
@@ -121,14 +124,14 @@ func canonical(key string, n *yaml.Node) (string, error) {
 			return "", err
 		}
 		if n.Kind == yaml.SequenceNode {
-			var list []string
+			list := []string{} // [] rather than null, which the daemon refuses
 			for _, e := range n.Content {
 				list = append(list, e.Value)
 			}
 			b, _ := json.Marshal(list)
 			return string(b), nil
 		}
-		if n.Tag == "!!int" {
+		if intKeys[key] { // not by tag: a duration may be written 0, canonically 0s
 			v, _ := strconv.Atoi(n.Value)
 			return strconv.Itoa(v), nil
 		}
@@ -172,6 +175,43 @@ func (s *Scenario) defaultValue(key string) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// planValue is a workers or load key's value in the cell's plan, which
+// also holds what the scenario leaves alone (the workers' counts, the
+// loads' rate): workers.count is "" when the groups differ, and so on.
+func (s *Scenario) planValue(c Cell, key string) (string, bool) {
+	pl, err := s.Plan(c)
+	if err != nil {
+		return "", true
+	}
+	var vals []string
+	switch key {
+	case keyLoadRate:
+		for _, l := range pl.Load {
+			vals = append(vals, strconv.FormatFloat(l.Rate, 'g', -1, 64))
+		}
+	case keyLoadDuration:
+		for _, l := range pl.Load {
+			vals = append(vals, l.Duration.String())
+		}
+	default: // workers.count, workers.max_inflight, workers.NAME.…
+		for _, g := range pl.Workers {
+			if key != keyWorkersCount && key != keyWorkersMaxInflight && !strings.HasPrefix(key, "workers."+g.Name+".") {
+				continue
+			}
+			v := g.MaxInflight
+			if strings.HasSuffix(key, ".count") {
+				v = g.Count
+			}
+			vals = append(vals, strconv.Itoa(v))
+		}
+	}
+	slices.Sort(vals)
+	if vals = slices.Compact(vals); len(vals) == 1 {
+		return vals[0], true
+	}
+	return "", true
 }
 
 // daemon reads the daemon section: base (fixed keys) and sweep (keys to
@@ -258,6 +298,9 @@ func (p *parser) daemon(s *Scenario, n *yaml.Node) error {
 					pk, pv := body.Content[m], body.Content[m+1]
 					if !isKnown(pk.Value) {
 						return unknown(pk, "daemon.sweep."+k.Value+"."+name.Value)
+					}
+					if slices.Contains(these, pk.Value) {
+						return p.errf(pk, "daemon.sweep.%s.%s: %s given twice", k.Value, name.Value, pk.Value)
 					}
 					if line, ok := given[pk.Value]; ok {
 						return p.errf(pk, "daemon.sweep.%s: %s is already set on line %d: a key is either in a preset or elsewhere", k.Value, pk.Value, line)
@@ -373,6 +416,9 @@ func (s *Scenario) Plan(c Cell) (*Plan, error) {
 			for i := range pl.Load {
 				if pl.Load[i].Count > 0 {
 					return nil, fmt.Errorf("load.duration sets how long a load runs, but a load stops after a count")
+				}
+				if pl.Load[i].At+d > maxRunTime {
+					return nil, fmt.Errorf("load.duration %s: a load starting at %s would run past %s", d, pl.Load[i].At, maxRunTime)
 				}
 				pl.Load[i].Duration = d
 			}

@@ -52,7 +52,12 @@ and keeps what was done.
 
 Built-in scenarios: ` + strings.Join(scenarios.Names(), ", ") + `
 (scenarios/README.md describes the file format.)`,
-		Args: cobra.MaximumNArgs(1),
+		Args: func(c *cobra.Command, args []string) error {
+			if len(args) > 1 {
+				return usagef("%s takes at most one SCENARIO, got %q (see '%s --help')", c.CommandPath(), args, c.CommandPath())
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if list {
 				return listScenarios(cmd.OutOrStdout())

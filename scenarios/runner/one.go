@@ -96,7 +96,7 @@ func (o *one) event(source, name, detail string) {
 
 // execute sets the run up, runs the load, checks and tears down.
 func (o *one) execute(ctx context.Context) (err error) {
-	tmp, err := os.MkdirTemp("", "portshare-tune-")
+	tmp, err := tempDir()
 	if err != nil {
 		return err
 	}
@@ -613,6 +613,18 @@ func expand(s string, port int) string { return expandHost(s, "127.0.0.1", port)
 
 func expandHost(s, host string, port int) string {
 	return scenarios.Expand(s, host, port)
+}
+
+// tempDir makes the run's directory for its control socket and
+// configuration: in the temporary directory unless a socket there would
+// pass the 107 bytes a Unix socket path may have, else in /tmp.
+func tempDir() (string, error) {
+	dir, err := os.MkdirTemp("", "portshare-tune-")
+	if err != nil || len(filepath.Join(dir, "portshare.sock")) < 108 {
+		return dir, err
+	}
+	os.Remove(dir)
+	return os.MkdirTemp("/tmp", "portshare-tune-")
 }
 
 func freePort() (int, error) {

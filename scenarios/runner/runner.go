@@ -9,7 +9,6 @@ package runner
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -201,12 +200,12 @@ func sleepCtx(ctx context.Context, t time.Time) bool {
 	}
 }
 
-// errSetup marks a run that could not start.
-var errSetup = errors.New("setup")
+// setupError marks a run that could not start.
+type setupError struct{ msg string }
 
-func setupf(format string, a ...any) error {
-	return fmt.Errorf("%w: %s", errSetup, fmt.Sprintf(format, a...))
-}
+func (e *setupError) Error() string { return e.msg }
+
+func setupf(format string, a ...any) error { return &setupError{fmt.Sprintf(format, a...)} }
 
 func sum[M ~map[K]V, K comparable, V int64 | uint64 | float64](m M) V {
 	var t V

@@ -1,0 +1,218 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/portshare/portshare/faults"
+	"github.com/portshare/portshare/scenarios/results"
+	"github.com/portshare/portshare/sharer/config"
+	"github.com/portshare/portshare/sharer/testutil"
+)
+
+// tinyScenario sweeps the policy over two cells of a one-second load on
+// slow-accepting workers, with a pause of the daemon in the middle.
+const tinyScenario = `name: tiny
+description: Two cells, one second of load each.
+time_scale: "1s here is 1s"
+daemon:
+  base: {dispatch_timeout: 2s, receive_timeout: 2s, queue_timeout: 2s, listen_backlog: 64}
+  sweep: {dispatch_failure_policy: [compat, reclaim]}
+workers:
+  - {name: orders, route: "net.tcp://+:{port}/orders/", count: 2, faults: ["slow-accept:delay=5ms"]}
+load:
+  - {target: "net.tcp://{host}:{port}/orders/", rate: 20, duration: 1s, client_faults: [{spec: silent, ratio: 0.1}]}
+faults: ["pause:at=300ms,for=100ms"]
+drain: 5s
+assert:
+  - {where: {dispatch_failure_policy: reclaim}, expect: ["leaked_handles == 0", "error_rate <= 0.2"]}
+  - {expect: ["sessions >= 10"]}
+`
+
+// tuneEnv lets the tune command, run in this process, start the test
+// binary as its portshare children.
+func tuneEnv(t *testing.T) string {
+	t.Setenv("PORTSHARE_TEST_CHILD", "1")
+	dir := t.TempDir()
+	path := filepath.Join(dir, "tiny.yaml")
+	require.NoError(t, os.WriteFile(path, []byte(tinyScenario), 0o644))
+	return path
+}
+
+// A two-cell sweep runs end to end against real daemon, worker and load
+// processes: a manifest and a run file per cell, each run with its load
+// result, samples, fault events, balanced ledger and flat descriptors.
+func TestTuneTinySweepEndToEnd(t *testing.T) {
+	file := tuneEnv(t)
+	out := filepath.Join(t.TempDir(), "results")
+	code, stdout, stderr := cli("tune", file, "--out", out)
+	require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", stdout, stderr)
+	assert.Contains(t, stderr, "scenario tiny: 2 cells × 1 repetitions = 2 runs")
+	assert.Contains(t, stdout, "dispatch_failure_policy=reclaim")
+
+	m, runs, err := results.ReadDir(out)
+	require.NoError(t, err)
+	assert.Equal(t, "tiny", m.Scenario)
+	assert.Len(t, m.Cells, 2)
+	assert.False(t, m.Interrupted)
+	assert.NotEmpty(t, m.Sysctls["net.core.somaxconn"])
+	assert.Equal(t, tinyScenario, m.ScenarioText)
+	require.Len(t, runs, 2)
+	for i, r := range runs {
+		assert.Equal(t, i, r.Cell)
+		assert.Empty(t, r.Error, "cell %d", i)
+		assert.Empty(t, r.Findings, "cell %d: no ledger or fd violation", i)
+		require.Len(t, r.Load, 1)
+		require.NotNil(t, r.Load[0])
+		assert.InDelta(t, 18, r.Metrics["sessions"], 4, "normal sessions of cell %d (90%% of 20)", i)
+		assert.Contains(t, r.Load[0].ClientFaults, "silent")
+		require.Len(t, r.Ledgers, 1)
+		l := r.Ledgers[0]
+		assert.Zero(t, l.Open)
+		assert.True(t, r.FDs.Checked)
+		assert.LessOrEqual(t, r.FDs.After, r.FDs.Allowed)
+		assert.NotEmpty(t, r.Samples, "the daemon was sampled")
+		names := map[string]int{}
+		for _, e := range r.Events {
+			names[e.Name]++
+		}
+		assert.Equal(t, 2, names["pause"], "pause start and end: %v", r.Events)
+		assert.GreaterOrEqual(t, names["slow-accept"], 2, "the workers' fault events were collected")
+		var cfg config.Config
+		require.NoError(t, json.Unmarshal(r.Config, &cfg))
+		assert.Equal(t, config.Policy([]string{"compat", "reclaim"}[i]), cfg.DispatchFailurePolicy, "the daemon ran the cell's settings")
+		assert.Equal(t, 2*time.Second, cfg.DispatchTimeout)
+	}
+	assert.Len(t, runs[0].Checks, 1, "cell 0 has only the every-cell expectation")
+	assert.Len(t, runs[1].Checks, 3)
+	for _, c := range runs[1].Checks {
+		assert.True(t, c.Pass, "%s was %g", c.Expect, c.Value)
+	}
+	logs, err := filepath.Glob(filepath.Join(out, "logs", "cell-001-rep-1", "*.log"))
+	require.NoError(t, err)
+	assert.Len(t, logs, 4, "daemon, two workers and the load each have a log: %v", logs)
+}
+
+// --cell runs one cell, --set changes the sweep, --check turns a failed
+// expectation into exit 1; the run file still says what happened.
+func TestTuneCellSetAndCheck(t *testing.T) {
+	file := tuneEnv(t)
+	out := filepath.Join(t.TempDir(), "results")
+	code, stdout, stderr := cli("tune", file, "--out", out, "--cell", "1", "--set", "load.duration=500ms",
+		"--set", "max_pending_accepts=1,2")
+	// Cells: policy × max_pending_accepts; cell 1 is compat with 2.
+	require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", stdout, stderr)
+	_, runs, err := results.ReadDir(out)
+	require.NoError(t, err)
+	require.Len(t, runs, 1)
+	assert.Equal(t, "dispatch_failure_policy=compat max_pending_accepts=2", runs[0].Label)
+	assert.InDelta(t, 9, runs[0].Metrics["sessions"], 3)
+
+	out2 := filepath.Join(t.TempDir(), "results")
+	code, stdout, stderr = cli("tune", file, "--out", out2, "--cell", "0", "--set", "load.duration=300ms", "--set", "load.rate=5", "--check")
+	assert.Equal(t, 1, code, "sessions >= 10 cannot hold for 5/s over 300ms:\n%s\n%s", stdout, stderr)
+	assert.Contains(t, stderr, "--check: 1 of 1 runs failed")
+	assert.Contains(t, stdout, "sessions >= 10 was")
+}
+
+func TestTuneUsageErrors(t *testing.T) {
+	file := tuneEnv(t)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"tune", "no-such-scenario"}, "no scenario file"},
+		{[]string{"tune", file, "--set", "bogus=1"}, `unknown key "bogus"`},
+		{[]string{"tune", file, "--set", "control_socket=/x"}, "set by the runner"},
+		{[]string{"tune", file, "--cell", "7"}, "has cells 0 to 1"},
+		{[]string{"tune", file, "--repetitions", "0"}, "--repetitions must be from 1 to 100"},
+		{[]string{"tune", file, "extra"}, "takes at most one SCENARIO"},
+	} {
+		code, _, stderr := cli(tc.args...)
+		assert.Equal(t, 2, code, "%v: %s", tc.args, stderr)
+		assert.Contains(t, stderr, tc.want, "%v", tc.args)
+		assert.Equal(t, 1, strings.Count(stderr, "\n"), "one line: %q", stderr)
+	}
+	code, stdout, _ := cli("tune", "--list")
+	assert.Equal(t, 0, code)
+	assert.Contains(t, stdout, "ci-regression")
+}
+
+// Ctrl-C in the middle of a run tears it down: the tune process exits
+// with the runs done so far recorded, and leaves no process, socket file
+// or network namespace behind.
+func TestTuneInterruptLeavesNothingBehind(t *testing.T) {
+	for _, netns := range []bool{false, true} {
+		t.Run(fmt.Sprintf("netns=%v", netns), func(t *testing.T) {
+			if netns {
+				if err := faults.Available(); err != nil {
+					t.Skip(err)
+				}
+			}
+			dir := t.TempDir()
+			scenario := strings.Replace(tinyScenario, "duration: 1s", "duration: 30s", 1)
+			if netns {
+				scenario += "netns: true\n"
+			}
+			file := filepath.Join(dir, "long.yaml")
+			require.NoError(t, os.WriteFile(file, []byte(scenario), 0o644))
+			// A short TMPDIR of its own, so the run's socket lives in it.
+			tmp, err := os.MkdirTemp("/tmp", "pst")
+			require.NoError(t, err)
+			t.Cleanup(func() { os.RemoveAll(tmp) })
+			out := filepath.Join(dir, "results")
+			p := testutil.Start(t, []string{"TMPDIR=" + tmp}, "tune", file, "--out", out)
+			testutil.Eventually(t, 30*time.Second, func() bool {
+				return fileExists(filepath.Join(out, "logs", "cell-000-rep-1", "load-0.log"))
+			}, "the first run's load started")
+			time.Sleep(300 * time.Millisecond)
+			p.Signal(syscall.SIGINT)
+			code := p.Wait(30 * time.Second)
+			assert.Equal(t, 1, code, "interrupted: %s", p.Output())
+			assert.Contains(t, p.Output(), "interrupted after 0 of 2 runs")
+
+			left, err := os.ReadDir(tmp)
+			require.NoError(t, err)
+			assert.Empty(t, left, "the run's temporary directory (socket, config) is gone")
+			assert.Empty(t, processesMentioning(t, tmp), "no daemon or worker of the run is still running")
+			assert.Empty(t, processesMentioning(t, out), "no load of the run is still running")
+			m, runs, err := results.ReadDir(out)
+			require.NoError(t, err)
+			assert.True(t, m.Interrupted)
+			assert.Empty(t, runs, "an interrupted run leaves no run file")
+			if netns {
+				list, err := exec.Command("ip", "netns", "list").Output()
+				require.NoError(t, err)
+				assert.NotContains(t, string(list), fmt.Sprintf("ps-%d-", p.PID()), "the run's namespaces are gone")
+			}
+		})
+	}
+}
+
+func fileExists(path string) bool { _, err := os.Stat(path); return err == nil }
+
+// processesMentioning lists processes whose command line contains s.
+func processesMentioning(t *testing.T, s string) []string {
+	t.Helper()
+	var found []string
+	entries, err := os.ReadDir("/proc")
+	require.NoError(t, err)
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil || !strings.Contains(string(b), s) {
+			continue
+		}
+		found = append(found, e.Name()+": "+strings.ReplaceAll(string(b), "\x00", " "))
+	}
+	return found
+}
