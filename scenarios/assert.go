@@ -39,7 +39,8 @@ var MetricNames = []struct{ Name, Help string }{
 	{"max_queued", "most connections waiting in route queues, as sampled"},
 	{"listen_overflows", "kernel TcpExt ListenOverflows during the run (the backlog was full)"},
 	{"listen_drops", "kernel TcpExt ListenDrops during the run"},
-	{"ledger_violations", "ledger checks failed: not balanced, or connections still open after the drain"},
+	{"open_after_drain", "connections the daemon still held when the drain ended (compat's queues never expire)"},
+	{"ledger_violations", "the ledger did not balance: accepted ≠ outcomes + open"},
 	{"fd_violations", "the daemon's descriptor count did not return to its baseline"},
 	{"findings", "ledger_violations + fd_violations + processes that failed"},
 }

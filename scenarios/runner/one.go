@@ -55,6 +55,8 @@ type one struct {
 	samples  []results.Sample
 	events   []faults.Event
 	restarts int
+
+	openAfterDrain int
 }
 
 // nextBudget is the start budget of the next run: room for the workers to
@@ -257,9 +259,12 @@ func (o *one) execute(ctx context.Context) (err error) {
 			o.finding("ledger", "the ledger does not balance: accepted %d, outcomes %d, open %d", l.Accepted, sumOutcomes(l.Outcomes), l.Open)
 		}
 		if derr != nil || drained == nil {
-			o.finding("ledger", "%d connections still open, %d pending, %d queued %s after the load ended (drain)", l.Open, final.Pending, final.Queued, o.s.Drain)
+			// Not a finding: compat's queued connections never expire,
+			// so a slow worker can hold them past any drain.
+			o.event("runner", "drain-incomplete", fmt.Sprintf("%d connections still open (%d pending, %d queued) %s after the load", l.Open, final.Pending, final.Queued, o.s.Drain))
 		}
-		o.checkFDs(fdBase, workersAtBase, len(final.Workers))
+		o.openAfterDrain = int(l.Open)
+		o.checkFDs(fdBase, workersAtBase, len(final.Workers), int(l.Open))
 	}
 	if tcpErr == nil {
 		if after, err := faults.ReadTCPExt(o.d.pid()); err == nil {
@@ -269,13 +274,14 @@ func (o *one) execute(ctx context.Context) (err error) {
 	return nil
 }
 
-// checkFDs compares the daemon's descriptors with its baseline: every
-// connection closed, and one control connection fewer for each worker
-// gone. A restarted daemon has no baseline to compare with.
-func (o *one) checkFDs(base, workersAtBase, workersNow int) {
+// checkFDs compares the daemon's descriptors with its baseline: one
+// control connection fewer for each worker gone, one more for each
+// connection still open. A restarted daemon has no baseline to compare
+// with.
+func (o *one) checkFDs(base, workersAtBase, workersNow, open int) {
 	fc := &o.run.FDs
 	fc.Baseline = base
-	fc.Allowed = base - max(workersAtBase-workersNow, 0)
+	fc.Allowed = base - max(workersAtBase-workersNow, 0) + open
 	if o.restarts > 0 {
 		fc.Note = "the daemon was restarted: its baseline was of another process"
 		fc.After = o.d.fds()
@@ -363,7 +369,7 @@ func (o *one) watch(w *child, g scenarios.WorkerGroup) {
 		return
 	}
 	o.event(w.name, "worker-exit", fmt.Sprintf("pid %d: %s", w.pid(), exitText(w.err)))
-	if !slices.ContainsFunc(g.Faults, func(s faults.Spec) bool { return s.Name == "crash" || s.Name == "hang" }) {
+	if !slices.ContainsFunc(g.Faults, func(s faults.Spec) bool { return s.Name == "crash" }) {
 		o.finding("process", "%s (pid %d) exited on its own: %s", w.name, w.pid(), exitText(w.err))
 	}
 }
@@ -565,6 +571,7 @@ func (o *one) evaluate() {
 		m["max_pending"] = math.Max(m["max_pending"], float64(s.Pending))
 		m["max_queued"] = math.Max(m["max_queued"], float64(s.Queued))
 	}
+	m["open_after_drain"] = float64(o.openAfterDrain)
 	m["listen_overflows"] = float64(run.TCPExt["ListenOverflows"])
 	m["listen_drops"] = float64(run.TCPExt["ListenDrops"])
 	for _, f := range run.Findings {
