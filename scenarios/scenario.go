@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"regexp"
 	"slices"
 	"sort"
@@ -471,12 +472,18 @@ func (p *parser) workers(s *Scenario, n *yaml.Node) error {
 // checkRoute checks a route with {port} for the shared port, and returns
 // the reference worker mode that serves its scheme.
 func checkRoute(r string) (string, error) {
-	if !strings.Contains(r, "{port}") {
-		return "", fmt.Errorf("route %q: write the port as {port}: each run gets a free one", r)
+	// {port} must be the port itself: "+:1{port}" or "+:8808/{port}/"
+	// would parse, and then listen where the load never goes.
+	notPort := fmt.Errorf("route %q: write the port as {port}: each run gets a free one", r)
+	if !strings.Contains(r, ":{port}") {
+		return "", notPort
 	}
 	u, err := route.Parse(strings.ReplaceAll(r, "{port}", "8808"))
 	if err != nil {
 		return "", err
+	}
+	if u.Port != 8808 {
+		return "", notPort
 	}
 	switch u.Scheme {
 	case "http":
@@ -550,12 +557,18 @@ func (p *parser) loads(s *Scenario, n *yaml.Node) error {
 		case conc && l.Arrival != "constant":
 			return p.errf(e, "load: arrival shapes the open model: use it with rate")
 		}
-		if !strings.Contains(l.Target, "{port}") {
-			return p.errf(e, "load: target %q: write the port as {port} (and the host as {host}): each run gets its own", l.Target)
+		// As for routes, {port} must be the port: "{host}{port}" parses
+		// as a host and the scheme's default port.
+		notPort := p.errf(e, "load: target %q: write the port as {port} (and the host as {host}): each run gets its own", l.Target)
+		if !strings.Contains(l.Target, ":{port}") {
+			return notPort
 		}
 		t, err := loadgen.ParseTarget(Expand(l.Target, "127.0.0.1", 8808))
 		if err != nil {
 			return p.errf(e, "load: %v", err)
+		}
+		if _, port, _ := net.SplitHostPort(t.Addr); port != "8808" {
+			return notPort
 		}
 		if len(l.ClientFaults) > 0 && conc && t.Protocol == loadgen.HTTP {
 			return p.errf(e, "load: client faults need the open model (rate) for http targets")
@@ -667,6 +680,9 @@ func (p *parser) whereHandlers(s *Scenario, a *Assertion) map[string]func(*yaml.
 				raw = v.Content
 			}
 			w := Where{Key: key}
+			if len(raw) == 0 {
+				return p.errf(v, "where: %s: give a value or a list of values", key)
+			}
 			for _, r := range raw {
 				val, err := check(r)
 				if err != nil {

@@ -12,7 +12,8 @@ import (
 // value fixes the key for every cell, several (comma-separated) sweep it.
 // A key swept by the file loses its sweep; a preset axis is narrowed to
 // the presets named. The cells are numbered afresh, so every machine
-// sharing a sweep must give the same --set flags. Errors say what to fix.
+// sharing a sweep must give the same --set flags. Errors say what to fix;
+// after one, the scenario may be half changed and must not be run.
 func (s *Scenario) Set(arg string) error {
 	key, value, ok := strings.Cut(arg, "=")
 	key = strings.TrimSpace(key)

@@ -2,7 +2,9 @@ package scenarios
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -359,8 +361,7 @@ func (p *parser) daemon(s *Scenario, n *yaml.Node) error {
 }
 
 // check validates what crosses sections: every cell's daemon
-// configuration, the worker and load settings it implies, and the
-// scenario's faults against its time line.
+// configuration, and the worker and load settings it implies.
 func (p *parser) check(s *Scenario, root *yaml.Node) error {
 	for _, c := range s.Cells() {
 		if _, err := s.Plan(c); err != nil {
@@ -432,10 +433,13 @@ func (s *Scenario) Plan(c Cell) (*Plan, error) {
 		return nil, fmt.Errorf("%d worker processes in all, at most %d", total, maxWorkers)
 	}
 	if _, err := config.Parse("daemon configuration", pl.ConfigYAML("/run/portshare.sock", []string{"127.0.0.1"})); err != nil {
-		return nil, err
+		// The lines are the generated file's, which nobody sees.
+		return nil, errors.New(generatedLine.ReplaceAllString(err.Error(), ""))
 	}
 	return pl, nil
 }
+
+var generatedLine = regexp.MustCompile(`^daemon configuration(:\d+)?: `)
 
 func setWorker(g *WorkerGroup, set Setting) {
 	v, _ := strconv.Atoi(set.Value)
