@@ -176,6 +176,26 @@ func Parse(k Kind, text string) (Spec, error) {
 	return s, s.check()
 }
 
+// WithSeed returns s drawing from seed, when its fault draws at random
+// and its text gives no seed= of its own; otherwise s unchanged. Whoever
+// starts several processes with one spec (the scenario runner's worker
+// groups, its repetitions) gives each its own draws this way, still
+// repeatable.
+func (s Spec) WithSeed(seed uint64) Spec {
+	if s.Has("seed") || !slices.ContainsFunc(catalogue[s.Name].keys, func(k key) bool { return k.name == "seed" }) {
+		return s
+	}
+	sep := ","
+	if !strings.Contains(s.text, ":") {
+		sep = ":"
+	}
+	out, err := Parse(s.Kind, strings.TrimSpace(s.text)+sep+"seed="+strconv.FormatUint(seed, 10))
+	if err != nil {
+		return s
+	}
+	return out
+}
+
 // MustParse is Parse for specs known to be good (tests, defaults).
 func MustParse(k Kind, text string) Spec {
 	s, err := Parse(k, text)

@@ -205,3 +205,15 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// WithSeed gives a spec draws of its own unless it names a seed, and
+// leaves faults that draw nothing alone.
+func TestWithSeed(t *testing.T) {
+	s := MustParse(Worker, "slow-accept:delay=40ms,dist=exp").WithSeed(7)
+	assert.Equal(t, "slow-accept:delay=40ms,dist=exp,seed=7", s.String())
+	assert.Equal(t, uint64(7), s.Seed)
+	assert.Equal(t, "refuse:seed=3", MustParse(Worker, "refuse").WithSeed(3).String())
+	assert.Equal(t, "slow-accept:delay=1s,seed=1", MustParse(Worker, "slow-accept:delay=1s,seed=1").WithSeed(9).String(), "a seed written stays")
+	assert.Equal(t, "stall:at=1s,for=1s", MustParse(Worker, "stall:at=1s,for=1s").WithSeed(9).String(), "stall draws nothing")
+	assert.Equal(t, "garbage:seed=2", MustParse(Client, "garbage").WithSeed(2).String())
+}
