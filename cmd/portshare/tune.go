@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/portshare/portshare/scenarios"
 	"github.com/portshare/portshare/scenarios/results"
@@ -136,7 +137,7 @@ func firstSentence(s string) string {
 // runTune runs the sweep with progress on stderr and the summary on
 // stdout.
 func runTune(ctx context.Context, stdout, stderr io.Writer, r runner.Runner, s *scenarios.Scenario, cells []int, sets []string, check bool) error {
-	p := &tuneProgress{w: stderr, tty: isTerminal(stderr)}
+	p := &tuneProgress{w: stderr, tty: isTerminal(stderr), width: termWidth(stderr)}
 	r.Progress = p
 	m, runs, err := r.Run(ctx, s, cells, sets)
 	p.end()
@@ -170,6 +171,7 @@ func runTune(ctx context.Context, stdout, stderr io.Writer, r runner.Runner, s *
 type tuneProgress struct {
 	w     io.Writer
 	tty   bool
+	width int // of the terminal, 0 if unknown
 	mu    sync.Mutex
 	total int
 	done  int
@@ -226,9 +228,31 @@ func (p *tuneProgress) draw() {
 	if p.total > 0 {
 		filled = width * p.done / p.total
 	}
-	fmt.Fprintf(p.w, "\r\033[K[%s%s] %d/%d runs  eta %s  leaked handles %.0f  %s",
+	line := fmt.Sprintf("[%s%s] %d/%d runs  eta %s  leaked handles %.0f  %s",
 		strings.Repeat("#", filled), strings.Repeat(".", width-filled), p.done, p.total, p.eta(), p.leak, p.cur)
+	fmt.Fprint(p.w, "\r\033[K"+fitLine(line, p.width))
 	p.drawn = true
+}
+
+// fitLine cuts line to fit a terminal of width columns (0: unknown): a
+// line that wraps leaves its first part behind on every redraw, since
+// "\r\033[K" clears only the last terminal line.
+func fitLine(line string, width int) string {
+	r := []rune(line)
+	if width <= 1 || len(r) < width {
+		return line
+	}
+	return string(r[:width-2]) + "…"
+}
+
+// termWidth is the width of the terminal w is, or 0.
+func termWidth(w io.Writer) int {
+	if f, ok := w.(*os.File); ok {
+		if cols, _, err := term.GetSize(int(f.Fd())); err == nil {
+			return cols
+		}
+	}
+	return 0
 }
 
 func (p *tuneProgress) end() {

@@ -216,3 +216,107 @@ func processesMentioning(t *testing.T, s string) []string {
 	}
 	return found
 }
+
+// restartScenario restarts the daemon under load; the workers register
+// again by themselves.
+const restartScenario = `name: restart
+description: The daemon restarted in the middle of a load.
+daemon:
+  base: {dispatch_timeout: 2s, receive_timeout: 2s, queue_timeout: 2s, listen_backlog: 64}
+workers:
+  - {name: orders, route: "net.tcp://+:{port}/orders/", count: 2}
+load:
+  - {target: "net.tcp://{host}:{port}/orders/", rate: 20, duration: 3s, timeout: 3s}
+faults: ["restart:at=500ms,for=200ms"]
+drain: 5s
+`
+
+// A restart shows in the run file: a ledger per daemon process, counted
+// once each in the metrics and the cumulative samples, the stop and the
+// start as events, and no descriptor check against the old process.
+func TestTuneDaemonRestart(t *testing.T) {
+	tuneEnv(t)
+	file := filepath.Join(t.TempDir(), "restart.yaml")
+	require.NoError(t, os.WriteFile(file, []byte(restartScenario), 0o644))
+	out := filepath.Join(t.TempDir(), "results")
+	code, stdout, stderr := cli("tune", file, "--out", out)
+	require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", stdout, stderr)
+	_, runs, err := results.ReadDir(out)
+	require.NoError(t, err)
+	require.Len(t, runs, 1)
+	r := runs[0]
+	assert.Empty(t, r.Error)
+	assert.Empty(t, r.Findings)
+	require.Len(t, r.Ledgers, 2, "one ledger per daemon process")
+	assert.NotEqual(t, r.Ledgers[0].PID, r.Ledgers[1].PID)
+	var dispatched, accepted uint64
+	for _, l := range r.Ledgers {
+		assert.Positive(t, l.Accepted, "each daemon took part of the load: %+v", l)
+		dispatched += l.Outcomes["dispatched"]
+		accepted += l.Accepted
+	}
+	assert.Equal(t, float64(dispatched), r.Metrics["dispatched"], "summed over the daemons, once each")
+	assert.LessOrEqual(t, r.Metrics["dispatched"], r.Metrics["sessions"], "a session is one connection: none counted twice")
+	pids := map[int]bool{}
+	var last uint64
+	for _, s := range r.Samples {
+		pids[s.PID] = true
+		assert.GreaterOrEqual(t, s.Accepted, last, "accepted is cumulative across the restart (t=%g)", s.T)
+		last = s.Accepted
+	}
+	assert.Len(t, pids, 2, "both daemons were sampled")
+	assert.LessOrEqual(t, last, accepted, "the samples count each daemon once")
+	assert.Greater(t, last, r.Ledgers[0].Accepted, "the samples add the daemons up")
+	names := map[string]int{}
+	for _, e := range r.Events {
+		names[e.Name]++
+	}
+	assert.Equal(t, 1, names["daemon-stopped"], "%v", r.Events)
+	assert.Equal(t, 1, names["daemon-started"], "%v", r.Events)
+	assert.Equal(t, 2, names["restart"], "the fault's start and end")
+	assert.False(t, r.FDs.Checked)
+	assert.Contains(t, r.FDs.Note, "restarted")
+}
+
+// Ctrl-C during a restart's downtime stops the run at once: the restart
+// does not wait out its downtime nor start a daemon nobody needs.
+func TestTuneInterruptDuringRestart(t *testing.T) {
+	dir := t.TempDir()
+	scenario := strings.Replace(restartScenario, "for=200ms", "for=60s", 1)
+	scenario = strings.Replace(scenario, "duration: 3s", "duration: 60s", 1)
+	file := filepath.Join(dir, "long.yaml")
+	require.NoError(t, os.WriteFile(file, []byte(scenario), 0o644))
+	tmp, err := os.MkdirTemp("/tmp", "pst")
+	require.NoError(t, err)
+	t.Cleanup(func() { os.RemoveAll(tmp) })
+	out := filepath.Join(dir, "results")
+	p := testutil.Start(t, []string{"TMPDIR=" + tmp}, "tune", file, "--out", out)
+	log := filepath.Join(out, "logs", "cell-000-rep-1", "daemon.log")
+	testutil.Eventually(t, 30*time.Second, func() bool {
+		b, _ := os.ReadFile(log)
+		return strings.Contains(string(b), "daemon stopped")
+	}, "the restart stopped the first daemon")
+	start := time.Now()
+	p.Signal(syscall.SIGINT)
+	code := p.Wait(30 * time.Second)
+	assert.Equal(t, 1, code, "interrupted: %s", p.Output())
+	assert.Less(t, time.Since(start), 10*time.Second, "the teardown did not wait out the downtime")
+	assert.NoFileExists(t, filepath.Join(out, "logs", "cell-000-rep-1", "daemon-2.log"), "no second daemon was started")
+	left, err := os.ReadDir(tmp)
+	require.NoError(t, err)
+	assert.Empty(t, left, "the run's temporary directory is gone")
+	assert.Empty(t, processesMentioning(t, tmp), "no daemon or worker of the run is still running")
+	assert.Empty(t, processesMentioning(t, out), "no load of the run is still running")
+}
+
+// The progress bar never wraps on a terminal: a wrapped line would leave
+// its first part behind on every redraw.
+func TestTuneProgressFitsTheTerminal(t *testing.T) {
+	assert.Equal(t, "short", fitLine("short", 80))
+	assert.Equal(t, "short", fitLine("short", 0), "width unknown")
+	long := strings.Repeat("x", 100)
+	assert.Equal(t, strings.Repeat("x", 38)+"…", fitLine(long, 40))
+	assert.Len(t, []rune(fitLine(long, 40)), 39, "the last column stays free")
+	assert.Len(t, []rune(fitLine(strings.Repeat("x", 40), 40)), 39)
+	assert.Equal(t, strings.Repeat("x", 39), fitLine(strings.Repeat("x", 39), 40))
+}

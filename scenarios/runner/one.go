@@ -24,9 +24,12 @@ import (
 	"github.com/portshare/portshare/sharer/daemon"
 )
 
+// readyTimeout bounds the wait for the daemon to serve and the workers
+// to register (a variable so that tests can shorten it).
+var readyTimeout = 15 * time.Second
+
 // Timing of a run's phases.
 const (
-	readyTimeout  = 15 * time.Second       // daemon serving, workers registered
 	sampleEvery   = 200 * time.Millisecond // daemon state sampling
 	statusTimeout = 250 * time.Millisecond // a sample of a paused daemon is skipped
 	stopGrace     = 10 * time.Second       // SIGTERM to SIGKILL
@@ -50,6 +53,7 @@ type one struct {
 
 	mu       sync.Mutex
 	workers  []*child
+	watchers sync.WaitGroup         // one watch per worker; teardown waits for them
 	final    map[int]*daemon.Status // each daemon process's last status
 	order    []int                  // daemon pids in start order
 	samples  []results.Sample
@@ -129,11 +133,13 @@ func (o *one) execute(ctx context.Context) (err error) {
 	if err := os.WriteFile(cfg, o.plan.ConfigYAML(o.socket, []string{listen}), 0o644); err != nil {
 		return err
 	}
-	o.d = &daemonProc{o: o, ns: daemonNS, cfg: cfg}
+	o.d = &daemonProc{o: o, ctx: ctx, ns: daemonNS, cfg: cfg}
+	// Teardown is due from the moment the daemon is started: a daemon that
+	// never answers (or a Ctrl-C while it starts) must not outlive the run.
+	defer o.teardown()
 	if err := o.d.start(ctx, "daemon"); err != nil {
 		return err
 	}
-	defer o.teardown()
 	if raw, err := control.FetchStatus(o.socket, time.Second); err == nil {
 		var st struct {
 			Config json.RawMessage `json:"config"`
@@ -169,11 +175,18 @@ func (o *one) execute(ctx context.Context) (err error) {
 			o.mu.Lock()
 			o.workers = append(o.workers, w)
 			o.mu.Unlock()
-			go o.watch(w, g)
+			o.watchers.Go(func() { o.watch(w, g) })
 			total++
 		}
 	}
-	_, err = o.waitStatus(ctx, readyTimeout, func(st *daemon.Status) bool { return len(st.Workers) >= total })
+	// A worker that exits before registering (a refused route, say) ends
+	// the wait at once, and its log is the one that says why.
+	_, err = o.waitStatus(ctx, readyTimeout, func(st *daemon.Status) bool {
+		return len(st.Workers) >= total || o.exitedWorker() != nil
+	})
+	if w := o.exitedWorker(); w != nil {
+		return setupf("%s exited before the workers registered: %s (log: %s)", w.name, exitText(w.err), tail(filepath.Join(logs, w.name+".log"), 2))
+	}
 	if err != nil {
 		return setupf("the workers did not register: %v (log: %s)", err, tail(filepath.Join(logs, "worker-"+o.plan.Workers[0].Name+"-1.log"), 2))
 	}
@@ -185,7 +198,7 @@ func (o *one) execute(ctx context.Context) (err error) {
 		return err
 	}
 	workersAtBase := len(base.Workers)
-	fdBase := o.d.fds()
+	fdBase := o.d.settledFDs()
 	tcpBefore, tcpErr := faults.ReadTCPExt(o.d.pid())
 
 	sctx, stopSampling := context.WithCancel(ctx)
@@ -255,16 +268,25 @@ func (o *one) execute(ctx context.Context) (err error) {
 	} else {
 		o.keep(final)
 		l := final.Ledger
-		if sumOutcomes(l.Outcomes)+l.Open != l.Accepted {
-			o.finding("ledger", "the ledger does not balance: accepted %d, outcomes %d, open %d", l.Accepted, sumOutcomes(l.Outcomes), l.Open)
+		// Every daemon process's ledger: a restarted one's last status too.
+		o.mu.Lock()
+		var unbalanced []string
+		for _, pid := range o.order {
+			if msg := ledgerImbalance(o.final[pid].Ledger); msg != "" {
+				unbalanced = append(unbalanced, fmt.Sprintf("pid %d: %s", pid, msg))
+			}
+		}
+		o.mu.Unlock()
+		for _, msg := range unbalanced {
+			o.finding("ledger", "the ledger does not balance: %s", msg)
 		}
 		if derr != nil || drained == nil {
 			// Not a finding: compat's queued connections never expire,
 			// so a slow worker can hold them past any drain.
 			o.event("runner", "drain-incomplete", fmt.Sprintf("%d connections still open (%d pending, %d queued) %s after the load", l.Open, final.Pending, final.Queued, o.s.Drain))
 		}
-		o.openAfterDrain = int(l.Open)
-		o.checkFDs(fdBase, workersAtBase, len(final.Workers), int(l.Open))
+		o.openAfterDrain = int(min(l.Open, l.Accepted)) // a wrapped Open is a ledger finding above
+		o.checkFDs(fdBase, workersAtBase, final)
 	}
 	if tcpErr == nil {
 		if after, err := faults.ReadTCPExt(o.d.pid()); err == nil {
@@ -278,11 +300,17 @@ func (o *one) execute(ctx context.Context) (err error) {
 // control connection fewer for each worker gone, one more for each
 // connection still open. A restarted daemon has no baseline to compare
 // with.
-func (o *one) checkFDs(base, workersAtBase, workersNow, open int) {
+func (o *one) checkFDs(base, workersAtBase int, st *daemon.Status) {
 	fc := &o.run.FDs
 	fc.Baseline = base
-	fc.Allowed = base - max(workersAtBase-workersNow, 0) + open
-	if o.restarts > 0 {
+	allowed := func(st *daemon.Status) int {
+		return base - max(workersAtBase-len(st.Workers), 0) + int(min(st.Ledger.Open, st.Ledger.Accepted))
+	}
+	fc.Allowed = allowed(st)
+	o.mu.Lock()
+	restarted := o.restarts > 0
+	o.mu.Unlock()
+	if restarted {
 		fc.Note = "the daemon was restarted: its baseline was of another process"
 		fc.After = o.d.fds()
 		return
@@ -290,17 +318,40 @@ func (o *one) checkFDs(base, workersAtBase, workersNow, open int) {
 	fc.Checked = true
 	deadline := time.Now().Add(fdSettle)
 	for {
+		// Count first, then ask for the status the count is judged by:
+		// the daemon closes its end of a status connection only after
+		// the reply, so a count taken just after a status may include
+		// it. And the status is asked for again each time, because a
+		// worker evicted by compat keeps running and registers again
+		// after its back-off, bringing its control connection back.
 		fc.After = o.d.fds()
+		if now, err := o.status(time.Second); err == nil {
+			st = now
+			fc.Allowed = allowed(st)
+		}
 		if fc.After >= 0 && fc.After <= fc.Allowed {
 			return
 		}
 		if time.Now().After(deadline) {
-			o.finding("fd", "the daemon holds %d descriptors %s after the drain; its baseline was %d (%d allowed with %d of %d workers left)",
-				fc.After, fdSettle, base, fc.Allowed, workersNow, workersAtBase)
+			o.finding("fd", "the daemon holds %d descriptors %s after the drain; its baseline was %d (%d allowed with %d of %d workers left and %d connections open)",
+				fc.After, fdSettle, base, fc.Allowed, len(st.Workers), workersAtBase, st.Ledger.Open)
 			return
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// ledgerImbalance says how a ledger fails to balance (accepted =
+// outcomes + open), or "" if it balances. The daemon derives open as
+// accepted − outcomes in unsigned arithmetic, so adding them back always
+// gives accepted: an outcome recorded twice shows only as more outcomes
+// than accepts, which wraps open around to a huge value.
+func ledgerImbalance(l daemon.LedgerSnapshot) string {
+	out := sumOutcomes(l.Outcomes)
+	if out > l.Accepted || l.Accepted-out != l.Open {
+		return fmt.Sprintf("accepted %d, outcomes %d, open %d", l.Accepted, out, int64(l.Open))
+	}
+	return ""
 }
 
 // load runs one load process from epoch + its at, and reads its result.
@@ -362,7 +413,9 @@ func (o *one) load(ctx context.Context, i int, l scenarios.Load, host string, po
 }
 
 // watch records a worker's exit. An exit the runner did not ask for is
-// an event; it is a finding unless the worker's faults include crash.
+// an event; it is a finding unless the worker's faults include crash. A
+// worker compat evicts is not an exit: the reference worker logs the
+// eviction and registers again after the back-off.
 func (o *one) watch(w *child, g scenarios.WorkerGroup) {
 	<-w.done
 	if w.expected() {
@@ -385,9 +438,18 @@ func (o *one) teardown() {
 		wg.Go(func() { w.stop(syscall.SIGTERM, stopGrace) })
 	}
 	wg.Wait()
+	// Every worker has exited: let their watchers record what they saw
+	// before the run is evaluated (and written).
+	o.watchers.Wait()
 	if d := o.d.current(); d != nil {
-		if err := d.stop(syscall.SIGTERM, stopGrace); err != nil {
+		running := !d.exited()
+		err := d.stop(syscall.SIGTERM, stopGrace)
+		switch {
+		case running && err != nil:
 			o.finding("process", "the daemon exited with %s on SIGTERM", exitText(err))
+		case !running && !o.d.startFailed():
+			// A daemon that failed to start was reported as such.
+			o.finding("process", "the daemon (pid %d) exited on its own: %s", d.pid(), exitText(err))
 		}
 	}
 	for _, w := range workers {
@@ -435,7 +497,7 @@ func (o *one) waitStatus(ctx context.Context, timeout time.Duration, cond func(*
 		if err != nil {
 			last = err
 		}
-		if d := o.d.current(); d != nil && d.exited() && !o.d.restarting() {
+		if d := o.d.current(); d != nil && d.exited() {
 			return nil, fmt.Errorf("the daemon exited: %s (log: %s)", exitText(d.err), tail(filepath.Join(o.st.logs, d.name+".log"), 2))
 		}
 		if time.Now().After(deadline) {
@@ -452,18 +514,36 @@ func (o *one) waitStatus(ctx context.Context, timeout time.Duration, cond func(*
 	}
 }
 
+// exitedWorker returns a worker that has exited, or nil.
+func (o *one) exitedWorker() *child {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, w := range o.workers {
+		if w.exited() {
+			return w
+		}
+	}
+	return nil
+}
+
 // keep remembers a daemon process's latest status: its ledger is what the
-// run reports for that process.
+// run reports for that process. Statuses are fetched concurrently (the
+// sampler, a restart, the final one), so one may arrive after a later
+// one: the ledger only grows, and an older status is not kept.
 func (o *one) keep(st *daemon.Status) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if _, ok := o.final[st.PID]; !ok {
+	old, ok := o.final[st.PID]
+	if !ok {
 		o.order = append(o.order, st.PID)
+	} else if st.Ledger.Accepted < old.Ledger.Accepted || sumOutcomes(st.Ledger.Outcomes) < sumOutcomes(old.Ledger.Outcomes) {
+		return
 	}
 	o.final[st.PID] = st
 }
 
-// totals sums a counter over every daemon process of the run.
+// totals sums a counter over every daemon process of the run; o.mu is
+// held.
 func (o *one) totals(f func(*daemon.Status) uint64) uint64 {
 	var t uint64
 	for _, st := range o.final {
@@ -478,24 +558,23 @@ func (o *one) sample(ctx context.Context, epoch time.Time) {
 	defer tick.Stop()
 	for {
 		now := time.Now()
+		// Descriptors before the status: the daemon closes its end of the
+		// status connection after replying, and a count taken just after
+		// could include it.
+		fds := o.d.fds()
 		if st, err := o.status(statusTimeout); err == nil {
-			o.keep(st)
-			o.mu.Lock()
 			s := results.Sample{T: now.Sub(epoch).Seconds(), PID: st.PID, Pending: st.Pending, Queued: st.Queued,
-				Inflight: st.Inflight, Workers: len(st.Workers), Open: st.Ledger.Open}
+				Inflight: st.Inflight, Workers: len(st.Workers), Open: st.Ledger.Open, FDs: fds}
 			for _, q := range st.Listen {
 				s.ListenQueue += q.Queued
 			}
-			o.mu.Unlock()
-			s.Accepted = o.locked(func() uint64 { return o.totals(func(st *daemon.Status) uint64 { return st.Ledger.Accepted }) })
-			s.Dispatched = o.locked(func() uint64 {
-				return o.totals(func(st *daemon.Status) uint64 { return st.Ledger.Outcomes["dispatched"] })
-			})
-			s.Leaked = o.locked(func() uint64 {
-				return o.totals(func(st *daemon.Status) uint64 { return st.Ledger.Outcomes["dispatch_timeout"] })
-			})
-			s.FDs = o.d.fds()
+			o.keep(st)
+			// The cumulative counts and the sample under one lock, so
+			// that they are of one moment and samples stay in order.
 			o.mu.Lock()
+			s.Accepted = o.totals(func(st *daemon.Status) uint64 { return st.Ledger.Accepted })
+			s.Dispatched = o.totals(func(st *daemon.Status) uint64 { return st.Ledger.Outcomes["dispatched"] })
+			s.Leaked = o.totals(func(st *daemon.Status) uint64 { return st.Ledger.Outcomes["dispatch_timeout"] })
 			o.samples = append(o.samples, s)
 			o.mu.Unlock()
 		}
@@ -505,12 +584,6 @@ func (o *one) sample(ctx context.Context, epoch time.Time) {
 		case <-tick.C:
 		}
 	}
-}
-
-func (o *one) locked(f func() uint64) uint64 {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return f()
 }
 
 // evaluate computes the run's metrics and checks its expectations.
@@ -526,7 +599,6 @@ func (o *one) evaluate() {
 	}
 	m := run.Metrics
 	var hist *hdr.Histogram
-	var window float64
 	for _, l := range run.Load {
 		if l == nil {
 			continue
@@ -535,7 +607,6 @@ func (o *one) evaluate() {
 			run.Outcomes[k] += v
 		}
 		m["late_sends"] += float64(l.LateSends)
-		window = math.Max(window, float64(l.Window))
 		if ph := l.Phases[loadgen.PhaseSession]; ph != nil {
 			if h, err := ph.Histogram(); err == nil {
 				if hist == nil {
@@ -553,7 +624,7 @@ func (o *one) evaluate() {
 	if sessions > 0 {
 		m["error_rate"] = m["errors"] / sessions
 	}
-	if window > 0 {
+	if window := loadWindow(run.Load); window > 0 {
 		m["throughput"] = m["ok"] / window
 	}
 	if hist != nil {
@@ -595,6 +666,32 @@ func (o *one) evaluate() {
 			run.Pass = run.Pass && ok
 		}
 	}
+}
+
+// loadWindow is how long, in seconds, at least one load was sending: the
+// union of the loads' send windows. Loads one after another (a second
+// burst at: later) add up; loads side by side count once.
+func loadWindow(loads []*loadgen.Result) float64 {
+	type span struct{ from, to time.Time }
+	var spans []span
+	for _, l := range loads {
+		if l != nil && l.Window > 0 {
+			spans = append(spans, span{l.Started, l.Started.Add(l.Window.D())})
+		}
+	}
+	slices.SortFunc(spans, func(a, b span) int { return a.from.Compare(b.from) })
+	var total time.Duration
+	var end time.Time
+	for _, s := range spans {
+		if s.from.Before(end) {
+			s.from = end
+		}
+		if s.to.After(s.from) {
+			total += s.to.Sub(s.from)
+			end = s.to
+		}
+	}
+	return total.Seconds()
 }
 
 // counter sums a labelled or plain counter of a status document.
@@ -647,13 +744,14 @@ func freePort() (int, error) {
 // process.
 type daemonProc struct {
 	o   *one
+	ctx context.Context // the run's: a restart under way ends with it
 	ns  string
 	cfg string
 
-	mu      sync.Mutex
-	cur     *child
-	gen     int
-	restart bool
+	mu     sync.Mutex
+	cur    *child // nil while a restart has none running
+	gen    int
+	failed bool // cur did not start serving (an error says so already)
 }
 
 func (d *daemonProc) current() *child {
@@ -662,10 +760,10 @@ func (d *daemonProc) current() *child {
 	return d.cur
 }
 
-func (d *daemonProc) restarting() bool {
+func (d *daemonProc) startFailed() bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.restart
+	return d.failed
 }
 
 // Pid is the current daemon's process id.
@@ -687,6 +785,20 @@ func (d *daemonProc) fds() int {
 	return n
 }
 
+// settledFDs counts the current daemon's descriptors at rest: the least
+// of a few counts over 100 ms, since the daemon may not have closed its
+// end of the status connection just used (the runner's only client then).
+func (d *daemonProc) settledFDs() int {
+	n := d.fds()
+	for range 4 {
+		time.Sleep(25 * time.Millisecond)
+		if m := d.fds(); m >= 0 && (n < 0 || m < n) {
+			n = m
+		}
+	}
+	return n
+}
+
 // start runs a daemon and waits until it answers status.
 func (d *daemonProc) start(ctx context.Context, name string) error {
 	c, err := d.o.st.start(name, d.ns, "serve", "--config", d.cfg)
@@ -694,9 +806,12 @@ func (d *daemonProc) start(ctx context.Context, name string) error {
 		return err
 	}
 	d.mu.Lock()
-	d.cur = c
+	d.cur, d.failed = c, false
 	d.mu.Unlock()
 	if _, err := d.o.waitStatus(ctx, readyTimeout, func(*daemon.Status) bool { return true }); err != nil {
+		d.mu.Lock()
+		d.failed = true
+		d.mu.Unlock()
 		return setupf("the daemon did not start: %v", err)
 	}
 	return nil
@@ -704,30 +819,35 @@ func (d *daemonProc) start(ctx context.Context, name string) error {
 
 // Restart stops the daemon with SIGTERM (its last status kept for the
 // ledger), waits downtime and starts another; the workers register again
-// by themselves.
+// by themselves. It gives up when the run's context ends (Ctrl-C), so
+// that the teardown does not wait for a downtime and a start nobody
+// needs; whatever it started is the current daemon, which the teardown
+// stops.
 func (d *daemonProc) Restart(downtime time.Duration) error {
 	d.mu.Lock()
-	d.restart = true
 	d.gen++
 	old, gen := d.cur, d.gen
+	// None current until the next one starts: the old one is exiting,
+	// and waitStatus must not take that for a failure of the new one.
+	d.cur = nil
 	d.mu.Unlock()
-	defer func() {
-		d.mu.Lock()
-		d.restart = false
-		d.mu.Unlock()
-	}()
+	if old == nil {
+		return fmt.Errorf("no daemon to restart")
+	}
 	if st, err := d.o.status(time.Second); err == nil {
 		d.o.keep(st)
 	}
+	d.o.mu.Lock()
+	d.o.restarts++ // the old process is going: its fd baseline with it
+	d.o.mu.Unlock()
 	if err := old.stop(syscall.SIGTERM, stopGrace); err != nil {
 		return fmt.Errorf("the daemon exited with %s on SIGTERM", exitText(err))
 	}
-	d.o.mu.Lock()
-	d.o.restarts++
-	d.o.mu.Unlock()
 	d.o.event("runner", "daemon-stopped", fmt.Sprintf("pid %d", old.pid()))
-	time.Sleep(downtime)
-	if err := d.start(context.Background(), fmt.Sprintf("daemon-%d", gen+1)); err != nil {
+	if !sleepCtx(d.ctx, time.Now().Add(downtime)) {
+		return d.ctx.Err()
+	}
+	if err := d.start(d.ctx, fmt.Sprintf("daemon-%d", gen+1)); err != nil {
 		return err
 	}
 	d.o.event("runner", "daemon-started", fmt.Sprintf("pid %d", d.pid()))

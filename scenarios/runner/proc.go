@@ -22,7 +22,8 @@ type child struct {
 	done chan struct{}
 	err  error // Wait's, once done is closed
 	// stopping is set before the runner signals it, so that its exit is
-	// not taken for a crash.
+	// not taken for a crash; it stays unset for a child that had already
+	// exited on its own.
 	mu       sync.Mutex
 	stopping bool
 }
@@ -85,8 +86,11 @@ func (c *child) expected() bool {
 // stop sends sig and waits up to grace for the child to exit, then kills
 // its process group. It returns how the child exited.
 func (c *child) stop(sig syscall.Signal, grace time.Duration) error {
+	// A worker that crashed just before the teardown, its watcher not yet
+	// run, must still be reported: only a child still running when asked
+	// to stop exits as expected.
 	c.mu.Lock()
-	c.stopping = true
+	c.stopping = c.stopping || !c.exited()
 	c.mu.Unlock()
 	if !c.exited() {
 		c.cmd.Process.Signal(sig)

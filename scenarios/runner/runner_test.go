@@ -1,15 +1,24 @@
 package runner
 
 import (
+	"context"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
+
+	"github.com/portshare/portshare/loadgen"
+	"github.com/portshare/portshare/scenarios"
+	"github.com/portshare/portshare/sharer/daemon"
 )
 
 // The runner's runs are tested end to end, with real processes, in
@@ -52,4 +61,143 @@ func TestMachineAndSysctls(t *testing.T) {
 	for _, k := range Sysctls {
 		assert.NotEmpty(t, s[k], k)
 	}
+}
+
+const oneCell = `name: one
+description: One cell.
+daemon:
+  base: {dispatch_timeout: 2s}
+workers:
+  - {route: "net.tcp://+:{port}/orders/"}
+load:
+  - {target: "net.tcp://{host}:{port}/orders/", rate: 10, duration: 1s}
+drain: 1s
+`
+
+// fakeDaemon is a "portshare" that starts and never answers: it writes
+// its pid to pidFile and sleeps.
+func fakeDaemon(t *testing.T) (exe, pidFile string) {
+	dir := t.TempDir()
+	exe, pidFile = filepath.Join(dir, "portshare"), filepath.Join(dir, "pids")
+	require.NoError(t, os.WriteFile(exe, []byte("#!/bin/sh\necho $$ >> \"$FAKE_PIDS\"\nexec sleep 600\n"), 0o755))
+	return exe, pidFile
+}
+
+// alive lists the pids of pidFile whose process is still running.
+func alive(t *testing.T, pidFile string) []int {
+	b, err := os.ReadFile(pidFile)
+	require.NoError(t, err, "the fake daemon was started")
+	var live []int
+	for _, f := range strings.Fields(string(b)) {
+		pid, err := strconv.Atoi(f)
+		require.NoError(t, err)
+		if syscall.Kill(pid, 0) == nil {
+			live = append(live, pid)
+		}
+	}
+	return live
+}
+
+func shortReady(t *testing.T, d time.Duration) {
+	old := readyTimeout
+	readyTimeout = d
+	t.Cleanup(func() { readyTimeout = old })
+}
+
+// A daemon that starts but never serves is recorded as a setup error,
+// and stopped: it does not outlive its run (nor hold the port).
+func TestTuneDaemonThatNeverServesIsStopped(t *testing.T) {
+	shortReady(t, 500*time.Millisecond)
+	exe, pids := fakeDaemon(t)
+	s, err := scenarios.Parse("one.yaml", []byte(oneCell))
+	require.NoError(t, err)
+	r := &Runner{Exe: exe, Env: []string{"FAKE_PIDS=" + pids}, Out: t.TempDir()}
+	m, runs, err := r.Run(context.Background(), s, nil, nil)
+	require.NoError(t, err)
+	assert.False(t, m.Interrupted)
+	require.Len(t, runs, 1)
+	assert.Contains(t, runs[0].Error, "the daemon did not start")
+	assert.False(t, runs[0].Pass)
+	assert.Empty(t, alive(t, pids), "the daemon was stopped")
+}
+
+// Ctrl-C while the daemon starts leaves no daemon and no run file.
+func TestTuneInterruptWhileTheDaemonStarts(t *testing.T) {
+	shortReady(t, time.Minute)
+	exe, pids := fakeDaemon(t)
+	s, err := scenarios.Parse("one.yaml", []byte(oneCell))
+	require.NoError(t, err)
+	out := t.TempDir()
+	r := &Runner{Exe: exe, Env: []string{"FAKE_PIDS=" + pids}, Out: out}
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(500*time.Millisecond, cancel)
+	start := time.Now()
+	m, runs, err := r.Run(ctx, s, nil, nil)
+	assert.ErrorIs(t, err, context.Canceled)
+	assert.Less(t, time.Since(start), 15*time.Second)
+	assert.True(t, m.Interrupted)
+	assert.Empty(t, runs)
+	files, _ := filepath.Glob(filepath.Join(out, "cell-*.json"))
+	assert.Empty(t, files, "an interrupted run leaves no run file")
+	assert.Empty(t, alive(t, pids), "the daemon was stopped")
+}
+
+// A child that exited on its own before the runner stopped it is not
+// taken for one the runner stopped: its watcher still reports it.
+func TestStopOfAnExitedChildIsNotExpected(t *testing.T) {
+	dir := t.TempDir()
+	st := &starter{exe: "/bin/sh", logs: dir}
+	c, err := st.start("quick", "", "-c", "exit 3")
+	require.NoError(t, err)
+	<-c.done
+	assert.Equal(t, "exit 3", exitText(c.stop(syscall.SIGTERM, time.Second)))
+	assert.False(t, c.expected(), "it exited before it was asked to")
+
+	c, err = st.start("long", "", "-c", "exec sleep 600")
+	require.NoError(t, err)
+	c.stop(syscall.SIGTERM, time.Second)
+	assert.True(t, c.expected())
+}
+
+// The daemon's open is accepted − outcomes in unsigned arithmetic, so
+// accepted = outcomes + open always holds on paper: the check must look
+// for more outcomes than accepts.
+func TestTuneLedgerBalance(t *testing.T) {
+	ok := daemon.LedgerSnapshot{Accepted: 10, Open: 2, Outcomes: map[string]uint64{"dispatched": 7, "no_route": 1}}
+	assert.Empty(t, ledgerImbalance(ok))
+	double := daemon.LedgerSnapshot{Accepted: 10, Open: math.MaxUint64, Outcomes: map[string]uint64{"dispatched": 11}}
+	assert.Equal(t, "accepted 10, outcomes 11, open -1", ledgerImbalance(double))
+	wrongOpen := daemon.LedgerSnapshot{Accepted: 10, Open: 0, Outcomes: map[string]uint64{"dispatched": 9}}
+	assert.NotEmpty(t, ledgerImbalance(wrongOpen))
+}
+
+// Throughput is ok sessions per second of load: loads one after the
+// other add their windows, loads side by side count once.
+func TestTuneLoadWindow(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	l := func(at, window float64) *loadgen.Result {
+		return &loadgen.Result{Started: t0.Add(time.Duration(at * float64(time.Second))), Window: loadgen.Seconds(window)}
+	}
+	assert.InDelta(t, 5, loadWindow([]*loadgen.Result{l(0, 5), l(1.5, 1)}), 1e-9, "a burst inside the steady load")
+	assert.InDelta(t, 10, loadWindow([]*loadgen.Result{l(5, 5), nil, l(0, 5)}), 1e-9, "two loads one after the other")
+	assert.InDelta(t, 6, loadWindow([]*loadgen.Result{l(0, 4), l(2, 4)}), 1e-9, "overlapping")
+	assert.Zero(t, loadWindow(nil))
+}
+
+// A status fetched before another but kept after it does not move a
+// daemon's ledger back.
+func TestTuneKeepIgnoresAnOlderStatus(t *testing.T) {
+	o := &one{final: map[int]*daemon.Status{}}
+	st := func(pid int, accepted, dispatched uint64) *daemon.Status {
+		return &daemon.Status{PID: pid, Ledger: daemon.LedgerSnapshot{Accepted: accepted, Outcomes: map[string]uint64{"dispatched": dispatched}}}
+	}
+	o.keep(st(1, 10, 8))
+	o.keep(st(1, 9, 9)) // older: fewer accepted
+	o.keep(st(2, 3, 3))
+	o.keep(st(1, 10, 7)) // older: fewer outcomes
+	assert.Equal(t, []int{1, 2}, o.order)
+	assert.Equal(t, uint64(13), o.totals(func(s *daemon.Status) uint64 { return s.Ledger.Accepted }))
+	assert.Equal(t, uint64(11), o.totals(func(s *daemon.Status) uint64 { return s.Ledger.Outcomes["dispatched"] }))
+	o.keep(st(1, 12, 12))
+	assert.Equal(t, uint64(15), o.totals(func(s *daemon.Status) uint64 { return s.Ledger.Accepted }))
 }
