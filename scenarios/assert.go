@@ -42,7 +42,7 @@ var MetricNames = []struct{ Name, Help string }{
 	{"open_after_drain", "connections the daemon still held when the drain ended (compat's queues never expire)"},
 	{"ledger_violations", "the ledger did not balance: accepted ≠ outcomes + open"},
 	{"fd_violations", "the daemon's descriptor count did not return to its baseline"},
-	{"findings", "ledger_violations + fd_violations + processes that failed"},
+	{"findings", "every finding: ledger and fd violations, processes that failed, faults not applied or undone, a run that could not start"},
 }
 
 // An Expectation is one line of an assertion's expect list:

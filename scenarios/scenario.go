@@ -416,6 +416,7 @@ func (p *parser) workers(s *Scenario, n *yaml.Node) error {
 		return p.errf(n, "workers: want a list of worker groups, each {route, count, max_inflight, faults}")
 	}
 	names := map[string]int{}
+	routes := map[string]string{} // route → the group registering it
 	total := 0
 	for i, e := range n.Content {
 		g := WorkerGroup{Name: fmt.Sprintf("w%d", i+1), Count: 1, MaxInflight: 1}
@@ -455,6 +456,11 @@ func (p *parser) workers(s *Scenario, n *yaml.Node) error {
 			if g.Mode == "" {
 				g.Mode = mode
 			}
+			key := strings.ToLower(Expand(r, "127.0.0.1", 8808))
+			if other, dup := routes[key]; dup && other != g.Name {
+				return p.errf(e, "worker group %s: route %q is registered by group %s too: one service serves a route; give that group count: N for more processes", g.Name, r, other)
+			}
+			routes[key] = g.Name
 		}
 		if prev, dup := names[g.Name]; dup {
 			return p.errf(e, "worker group name %q used twice (first on line %d)", g.Name, prev)

@@ -686,3 +686,18 @@ func TestOpen(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), bad+":4: ")
 }
+
+// Two groups cannot register one route: the daemon would refuse the
+// second with ConflictingRegistration at run time.
+func TestTwoGroupsOnOneRouteRefused(t *testing.T) {
+	_, err := Parse("two.yaml", []byte(`name: two
+workers:
+  - {name: a, route: "net.tcp://+:{port}/orders/"}
+  - {name: b, route: "net.tcp://+:{port}/Orders/"}
+load:
+  - {target: "net.tcp://{host}:{port}/orders/", rate: 1, duration: 1s}
+`))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "two.yaml:4: worker group b: route")
+	assert.Contains(t, err.Error(), "registered by group a too")
+}

@@ -113,11 +113,10 @@ type Run struct {
 	FDs     FDCheck          `json:"fds"`
 	Events  []faults.Event   `json:"events"` // faults applied, worker exits, daemon restarts; by time
 
-	Findings   []Finding `json:"findings,omitempty"`
-	Checks     []Check   `json:"checks,omitempty"`
-	Pass       bool      `json:"pass"` // every check holds and nothing was found
-	Error      string    `json:"error,omitempty"`
-	Incomplete bool      `json:"incomplete,omitempty"` // interrupted: the figures cover part of the run
+	Findings []Finding `json:"findings,omitempty"`
+	Checks   []Check   `json:"checks,omitempty"`
+	Pass     bool      `json:"pass"` // every check holds and nothing was found
+	Error    string    `json:"error,omitempty"`
 }
 
 // Ledger is a daemon process's ledger at its end.

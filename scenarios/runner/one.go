@@ -63,6 +63,13 @@ type one struct {
 	openAfterDrain int
 }
 
+// seed is the random seed of the n-th worker process or load (from 1)
+// of this repetition, for the draws a fault or the Poisson arrivals make
+// where the scenario names no seed: each process draws its own, the same
+// in every cell (so cells differ by their settings, not by luck) and
+// every sweep, and each repetition draws afresh.
+func (o *one) seed(n int) uint64 { return uint64(o.rep-1)*1000 + uint64(n) }
+
 // nextBudget is the start budget of the next run: room for the workers to
 // register twice as slowly as they did here, within bounds.
 func (o *one) nextBudget() time.Duration {
@@ -163,7 +170,7 @@ func (o *one) execute(ctx context.Context) (err error) {
 				args = append(args, "--route", expand(r, port))
 			}
 			for _, f := range g.Faults {
-				args = append(args, "--fault", f.String())
+				args = append(args, "--fault", f.WithSeed(o.seed(total+1)).String())
 			}
 			if len(g.Faults) > 0 {
 				args = append(args, "--fault-events", filepath.Join(logs, name+".events"), "--fault-epoch", epoch.UTC().Format(time.RFC3339Nano))
@@ -363,7 +370,8 @@ func (o *one) load(ctx context.Context, i int, l scenarios.Load, host string, po
 	args := []string{"load", "--target", expandHost(l.Target, host, port), "--json", out,
 		"--timeout", l.Timeout.String(), "--connect-timeout", l.ConnectTimeout.String()}
 	if l.Rate > 0 {
-		args = append(args, "--rate", strconv.FormatFloat(l.Rate, 'g', -1, 64), "--arrival", l.Arrival)
+		args = append(args, "--rate", strconv.FormatFloat(l.Rate, 'g', -1, 64), "--arrival", l.Arrival,
+			"--seed", strconv.FormatUint(o.seed(i+1), 10))
 	} else {
 		args = append(args, "--concurrency", strconv.Itoa(l.Concurrency))
 	}
@@ -382,7 +390,7 @@ func (o *one) load(ctx context.Context, i int, l scenarios.Load, host string, po
 		args = append(args, "--method", l.Method)
 	}
 	for _, cf := range l.ClientFaults {
-		args = append(args, "--client-fault", cf.Spec.String(), "--client-fault-ratio", strconv.FormatFloat(cf.Ratio, 'g', -1, 64))
+		args = append(args, "--client-fault", cf.Spec.WithSeed(o.seed(i+1)).String(), "--client-fault-ratio", strconv.FormatFloat(cf.Ratio, 'g', -1, 64))
 	}
 	c, err := o.st.start(fmt.Sprintf("load-%d", i), ns, args...)
 	if err != nil {
