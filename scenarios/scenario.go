@@ -86,6 +86,9 @@ type Load struct {
 	Method         string
 	Timeout        time.Duration
 	ConnectTimeout time.Duration
+	Send           string        // tcp:// storms: bytes sent after connecting (Go escapes)
+	SendDelay      time.Duration // tcp:// storms: wait before Send
+	Hold           time.Duration // tcp:// storms: keep each connection open this long
 	ClientFaults   []ClientFault
 }
 
@@ -549,6 +552,16 @@ func (p *parser) loads(s *Scenario, n *yaml.Node) error {
 				l.ClientFaults, err = p.clientFaults(v)
 				return err
 			},
+			"send": func(v *yaml.Node) (err error) {
+				if l.Send, err = p.str(v); err == nil {
+					if _, uerr := strconv.Unquote(`"` + l.Send + `"`); uerr != nil {
+						err = fmt.Errorf("%q: use Go string escapes (\\x00, \\r\\n)", l.Send)
+					}
+				}
+				return err
+			},
+			"send_delay": func(v *yaml.Node) (err error) { l.SendDelay, err = p.duration(v, 0, maxRunTime); return },
+			"hold":       func(v *yaml.Node) (err error) { l.Hold, err = p.duration(v, 0, maxRunTime); return },
 		}, "target")
 		if err != nil {
 			return err
@@ -575,6 +588,9 @@ func (p *parser) loads(s *Scenario, n *yaml.Node) error {
 		}
 		if _, port, _ := net.SplitHostPort(t.Addr); port != "8808" {
 			return notPort
+		}
+		if t.Protocol != loadgen.TCP && (l.Send != "" || l.SendDelay > 0 || l.Hold > 0) {
+			return p.errf(e, "load: send, send_delay and hold are for tcp:// connection storms")
 		}
 		if len(l.ClientFaults) > 0 && conc && t.Protocol == loadgen.HTTP {
 			return p.errf(e, "load: client faults need the open model (rate) for http targets")

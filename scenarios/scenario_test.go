@@ -197,6 +197,12 @@ repetitions: 0`, 4, []string{"repetitions: want an integer from 1 to 100, got 0"
 drain: 10`, 4, []string{"drain: want a duration", `"10"`}},
 	{"netns-not-bool", head + `
 netns: yes please`, 4, []string{"netns: want true or false"}},
+	{"hold-on-net-tcp", `name: x
+workers: [{name: a, route: "net.tcp://+:{port}/a/"}]
+load: [{target: "net.tcp://{host}:{port}/a/", rate: 10, duration: 2s, hold: 1s}]`, 3, []string{"send, send_delay and hold are for tcp:// connection storms"}},
+	{"send-bad-escape", `name: x
+workers: [{name: a, route: "net.tcp://+:{port}/a/"}]
+load: [{target: "tcp://{host}:{port}", rate: 10, duration: 2s, send: "\\q"}]`, 3, []string{"send:", "Go string escapes"}},
 
 	// The daemon section.
 	{"unknown-daemon-section", head + `
@@ -700,4 +706,17 @@ load:
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "two.yaml:4: worker group b: route")
 	assert.Contains(t, err.Error(), "registered by group a too")
+}
+
+// A tcp:// load is a connection storm with its own knobs.
+func TestParseStorm(t *testing.T) {
+	s, err := Parse("storm.yaml", []byte(`name: storm
+workers: [{name: a, route: "net.tcp://+:{port}/a/"}]
+load: [{target: "tcp://{host}:{port}", rate: 100, duration: 2s, send: "\\x00\\x01", send_delay: 50ms, hold: 1s}]
+`))
+	require.NoError(t, err)
+	l := s.Load[0]
+	assert.Equal(t, `\x00\x01`, l.Send)
+	assert.Equal(t, 50*time.Millisecond, l.SendDelay)
+	assert.Equal(t, time.Second, l.Hold)
 }

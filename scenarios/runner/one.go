@@ -389,6 +389,15 @@ func (o *one) load(ctx context.Context, i int, l scenarios.Load, host string, po
 	if l.Method != "" {
 		args = append(args, "--method", l.Method)
 	}
+	if l.Send != "" {
+		args = append(args, "--send", l.Send)
+	}
+	if l.SendDelay > 0 {
+		args = append(args, "--send-delay", l.SendDelay.String())
+	}
+	if l.Hold > 0 {
+		args = append(args, "--hold", l.Hold.String())
+	}
 	for _, cf := range l.ClientFaults {
 		args = append(args, "--client-fault", cf.Spec.WithSeed(o.seed(i+1)).String(), "--client-fault-ratio", strconv.FormatFloat(cf.Ratio, 'g', -1, 64))
 	}
