@@ -232,8 +232,9 @@ drain: 5s
 `
 
 // A restart shows in the run file: a ledger per daemon process, counted
-// once each in the metrics and the cumulative samples, the stop and the
-// start as events, and no descriptor check against the old process.
+// once each in the metrics and the cumulative samples, the first one's
+// as it exited, the stop and the start as events, and the descriptor
+// check against the new process's baseline.
 func TestTuneDaemonRestart(t *testing.T) {
 	tuneEnv(t)
 	file := filepath.Join(t.TempDir(), "restart.yaml")
@@ -274,8 +275,10 @@ func TestTuneDaemonRestart(t *testing.T) {
 	assert.Equal(t, 1, names["daemon-stopped"], "%v", r.Events)
 	assert.Equal(t, 1, names["daemon-started"], "%v", r.Events)
 	assert.Equal(t, 2, names["restart"], "the fault's start and end")
-	assert.False(t, r.FDs.Checked)
+	assert.True(t, r.FDs.Checked, "against the new daemon's baseline: %+v", r.FDs)
 	assert.Contains(t, r.FDs.Note, "restarted")
+	assert.LessOrEqual(t, r.FDs.After, r.FDs.Allowed)
+	assert.Zero(t, r.Ledgers[0].Open, "the first daemon's ledger is its ledger at exit, from its log: %+v", r.Ledgers[0])
 }
 
 // Ctrl-C during a restart's downtime stops the run at once: the restart

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -59,6 +60,14 @@ type one struct {
 	samples  []results.Sample
 	events   []faults.Event
 	restarts int
+	// base is the fd check's baseline: the daemon's descriptors and
+	// registered workers before the load, or after the last restart once
+	// every worker registered again (ok false until then).
+	base struct {
+		fds, workers int
+		ok           bool
+	}
+	workerCount int // worker processes the run started
 
 	openAfterDrain int
 }
@@ -204,8 +213,11 @@ func (o *one) execute(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	workersAtBase := len(base.Workers)
 	fdBase := o.d.settledFDs()
+	o.mu.Lock()
+	o.base.fds, o.base.workers, o.base.ok = fdBase, len(base.Workers), true
+	o.workerCount = total
+	o.mu.Unlock()
 	tcpBefore, tcpErr := faults.ReadTCPExt(o.d.pid())
 
 	sctx, stopSampling := context.WithCancel(ctx)
@@ -293,7 +305,7 @@ func (o *one) execute(ctx context.Context) (err error) {
 			o.event("runner", "drain-incomplete", fmt.Sprintf("%d connections still open (%d pending, %d queued) %s after the load", l.Open, final.Pending, final.Queued, o.s.Drain))
 		}
 		o.openAfterDrain = int(min(l.Open, l.Accepted)) // a wrapped Open is a ledger finding above
-		o.checkFDs(fdBase, workersAtBase, final)
+		o.checkFDs(final)
 	}
 	if tcpErr == nil {
 		if after, err := faults.ReadTCPExt(o.d.pid()); err == nil {
@@ -305,22 +317,26 @@ func (o *one) execute(ctx context.Context) (err error) {
 
 // checkFDs compares the daemon's descriptors with its baseline: one
 // control connection fewer for each worker gone, one more for each
-// connection still open. A restarted daemon has no baseline to compare
-// with.
-func (o *one) checkFDs(base, workersAtBase int, st *daemon.Status) {
+// connection still open. After a restart the baseline is the new
+// process's, taken once every worker registered again.
+func (o *one) checkFDs(st *daemon.Status) {
+	o.mu.Lock()
+	b, restarted := o.base, o.restarts > 0
+	o.mu.Unlock()
+	base, workersAtBase := b.fds, b.workers
 	fc := &o.run.FDs
 	fc.Baseline = base
 	allowed := func(st *daemon.Status) int {
 		return base - max(workersAtBase-len(st.Workers), 0) + int(min(st.Ledger.Open, st.Ledger.Accepted))
 	}
 	fc.Allowed = allowed(st)
-	o.mu.Lock()
-	restarted := o.restarts > 0
-	o.mu.Unlock()
-	if restarted {
-		fc.Note = "the daemon was restarted: its baseline was of another process"
+	if !b.ok {
+		fc.Note = "the daemon was restarted and its workers did not all register again: no baseline for the new process"
 		fc.After = o.d.fds()
 		return
+	}
+	if restarted {
+		fc.Note = "baseline of the restarted daemon, once every worker registered again"
 	}
 	fc.Checked = true
 	deadline := time.Now().Add(fdSettle)
@@ -851,14 +867,25 @@ func (d *daemonProc) Restart(downtime time.Duration) error {
 	if old == nil {
 		return fmt.Errorf("no daemon to restart")
 	}
-	if st, err := d.o.status(time.Second); err == nil {
-		d.o.keep(st)
+	last, err := d.o.status(time.Second)
+	if err == nil {
+		d.o.keep(last)
 	}
 	d.o.mu.Lock()
 	d.o.restarts++ // the old process is going: its fd baseline with it
+	d.o.base.ok = false
 	d.o.mu.Unlock()
 	if err := old.stop(syscall.SIGTERM, stopGrace); err != nil {
 		return fmt.Errorf("the daemon exited with %s on SIGTERM", exitText(err))
+	}
+	// Its ledger at exit, shutdown outcomes included, is in its last log
+	// line; the status before SIGTERM stands if the line is missing.
+	if last != nil {
+		if l, ok := stoppedLedger(filepath.Join(d.o.st.logs, old.name+".log")); ok {
+			final := *last
+			final.Ledger = l
+			d.o.keep(&final)
+		}
 	}
 	d.o.event("runner", "daemon-stopped", fmt.Sprintf("pid %d", old.pid()))
 	if !sleepCtx(d.ctx, time.Now().Add(downtime)) {
@@ -868,5 +895,65 @@ func (d *daemonProc) Restart(downtime time.Duration) error {
 		return err
 	}
 	d.o.event("runner", "daemon-started", fmt.Sprintf("pid %d", d.pid()))
+	go d.rebase(gen)
 	return nil
+}
+
+// rebase takes the new daemon's fd baseline once every worker registered
+// again, unless another restart came first or the run ends.
+func (d *daemonProc) rebase(gen int) {
+	d.o.mu.Lock()
+	want := d.o.workerCount
+	d.o.mu.Unlock()
+	if _, err := d.o.waitStatus(d.ctx, readyTimeout, func(st *daemon.Status) bool { return len(st.Workers) >= want }); err != nil {
+		return
+	}
+	fds := d.settledFDs()
+	d.mu.Lock()
+	same := d.gen == gen
+	d.mu.Unlock()
+	d.o.mu.Lock()
+	defer d.o.mu.Unlock()
+	if same && fds >= 0 {
+		d.o.base.fds, d.o.base.workers, d.o.base.ok = fds, want, true
+	}
+}
+
+// stoppedLedger reads a daemon's ledger at exit from its log: the
+// "portshare daemon stopped" line, whose ledger.KEY=N fields are accepted,
+// open and the outcomes.
+func stoppedLedger(logPath string) (daemon.LedgerSnapshot, bool) {
+	b, err := os.ReadFile(logPath)
+	if err != nil {
+		return daemon.LedgerSnapshot{}, false
+	}
+	lines := strings.Split(string(b), "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		if !strings.Contains(lines[i], `msg="portshare daemon stopped"`) {
+			continue
+		}
+		l := daemon.LedgerSnapshot{Outcomes: map[string]uint64{}}
+		found := false
+		for _, f := range strings.Fields(lines[i]) {
+			k, v, ok := strings.Cut(strings.TrimPrefix(f, "ledger."), "=")
+			if !ok || !strings.HasPrefix(f, "ledger.") {
+				continue
+			}
+			n, err := strconv.ParseUint(v, 10, 64)
+			if err != nil {
+				return daemon.LedgerSnapshot{}, false
+			}
+			found = true
+			switch k {
+			case "accepted":
+				l.Accepted = n
+			case "open":
+				l.Open = n
+			default:
+				l.Outcomes[k] = n
+			}
+		}
+		return l, found
+	}
+	return daemon.LedgerSnapshot{}, false
 }

@@ -201,3 +201,23 @@ func TestTuneKeepIgnoresAnOlderStatus(t *testing.T) {
 	o.keep(st(1, 12, 12))
 	assert.Equal(t, uint64(15), o.totals(func(s *daemon.Status) uint64 { return s.Ledger.Accepted }))
 }
+
+// A restarted daemon's ledger at exit comes from its last log line.
+func TestStoppedLedgerFromTheLog(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "daemon.log")
+	log := `time=2026-11-25T01:39:02.100Z level=INFO msg="portshare daemon serving" ports=[]
+time=2026-11-25T01:39:02.271Z level=INFO msg="portshare daemon stopped" ledger.accepted=30 ledger.open=0 ledger.dispatched=28 ledger.shutdown=2
+`
+	require.NoError(t, os.WriteFile(path, []byte(log), 0o644))
+	l, ok := stoppedLedger(path)
+	require.True(t, ok)
+	assert.Equal(t, uint64(30), l.Accepted)
+	assert.Equal(t, uint64(0), l.Open)
+	assert.Equal(t, map[string]uint64{"dispatched": 28, "shutdown": 2}, l.Outcomes)
+
+	require.NoError(t, os.WriteFile(path, []byte(log[:strings.Index(log, "\n")+1]), 0o644))
+	_, ok = stoppedLedger(path)
+	assert.False(t, ok, "no stop line: the last status stands")
+	_, ok = stoppedLedger(filepath.Join(t.TempDir(), "missing.log"))
+	assert.False(t, ok)
+}
