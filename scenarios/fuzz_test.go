@@ -65,7 +65,11 @@ func FuzzParse(f *testing.F) {
 		for _, l := range s.Load {
 			tg, err := loadgen.ParseTarget(Expand(l.Target, "127.0.0.1", 9999))
 			require.NoError(t, err)
-			require.Equal(t, "127.0.0.1:9999", tg.Addr, l.Target)
+			addr := tg.Addr
+			if l.Connect != "" {
+				addr = Expand(l.Connect, "127.0.0.1", 9999)
+			}
+			require.Equal(t, "127.0.0.1:9999", addr, l.Target)
 		}
 		cells := s.Cells()
 		require.NotEmpty(t, cells)

@@ -74,7 +74,8 @@ type WorkerGroup struct {
 
 // Load is one load generator process.
 type Load struct {
-	Target         string // with {host} and {port}
+	Target         string // with {port}; {host} unless Connect is given
+	Connect        string // where to connect when the target names another host (its Via, Host or SNI): "{host}:{port}"
 	Rate           float64
 	Concurrency    int
 	Arrival        string
@@ -560,6 +561,7 @@ func (p *parser) loads(s *Scenario, n *yaml.Node) error {
 				}
 				return err
 			},
+			"connect":    func(v *yaml.Node) (err error) { l.Connect, err = p.str(v); return },
 			"send_delay": func(v *yaml.Node) (err error) { l.SendDelay, err = p.duration(v, 0, maxRunTime); return },
 			"hold":       func(v *yaml.Node) (err error) { l.Hold, err = p.duration(v, 0, maxRunTime); return },
 		}, "target")
@@ -588,6 +590,16 @@ func (p *parser) loads(s *Scenario, n *yaml.Node) error {
 		}
 		if _, port, _ := net.SplitHostPort(t.Addr); port != "8808" {
 			return notPort
+		}
+		// The load must reach the daemon: at {host}, unless the target
+		// names another host on purpose and connect says where to go.
+		switch {
+		case l.Connect != "" && Expand(l.Connect, "127.0.0.1", 8808) != "127.0.0.1:8808":
+			return p.errf(e, "load: connect %q: want \"{host}:{port}\", where the run's daemon listens", l.Connect)
+		case l.Connect != "" && conc && t.Protocol == loadgen.HTTP:
+			return p.errf(e, "load: connect needs the open model (rate) for http targets")
+		case l.Connect == "" && t.Addr != "127.0.0.1:8808":
+			return p.errf(e, "load: target %q: write the host as {host}, or keep the host (for its Via, Host header or TLS server name) and add connect: \"{host}:{port}\"", l.Target)
 		}
 		if t.Protocol != loadgen.TCP && (l.Send != "" || l.SendDelay > 0 || l.Hold > 0) {
 			return p.errf(e, "load: send, send_delay and hold are for tcp:// connection storms")

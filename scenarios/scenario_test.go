@@ -197,6 +197,15 @@ repetitions: 0`, 4, []string{"repetitions: want an integer from 1 to 100, got 0"
 drain: 10`, 4, []string{"drain: want a duration", `"10"`}},
 	{"netns-not-bool", head + `
 netns: yes please`, 4, []string{"netns: want true or false"}},
+	{"target-other-host", `name: x
+workers: [{name: a, route: "tls://a.example:{port}/"}]
+load: [{target: "https://a.example:{port}/", rate: 10, duration: 2s}]`, 3, []string{"write the host as {host}", `connect: "{host}:{port}"`}},
+	{"connect-elsewhere", `name: x
+workers: [{name: a, route: "tls://a.example:{port}/"}]
+load: [{target: "https://a.example:{port}/", connect: "a.example:{port}", rate: 10, duration: 2s}]`, 3, []string{`connect "a.example:{port}": want "{host}:{port}"`}},
+	{"connect-closed-http", `name: x
+workers: [{name: a, route: "http://a.example:{port}/"}]
+load: [{target: "http://a.example:{port}/", connect: "{host}:{port}", concurrency: 2, duration: 2s}]`, 3, []string{"connect needs the open model"}},
 	{"hold-on-net-tcp", `name: x
 workers: [{name: a, route: "net.tcp://+:{port}/a/"}]
 load: [{target: "net.tcp://{host}:{port}/a/", rate: 10, duration: 2s, hold: 1s}]`, 3, []string{"send, send_delay and hold are for tcp:// connection storms"}},
@@ -719,4 +728,16 @@ load: [{target: "tcp://{host}:{port}", rate: 100, duration: 2s, send: "\\x00\\x0
 	assert.Equal(t, `\x00\x01`, l.Send)
 	assert.Equal(t, 50*time.Millisecond, l.SendDelay)
 	assert.Equal(t, time.Second, l.Hold)
+}
+
+// A target may name a host of its own (for its SNI, Via or Host header)
+// when connect says where the daemon is.
+func TestParseConnect(t *testing.T) {
+	s, err := Parse("sni.yaml", []byte(`name: sni
+workers: [{name: a, route: "tls://a.example:{port}/"}]
+load: [{target: "https://a.example:{port}/", connect: "{host}:{port}", rate: 10, duration: 2s}]
+`))
+	require.NoError(t, err)
+	assert.Equal(t, "{host}:{port}", s.Load[0].Connect)
+	assert.Equal(t, "https", s.Workers[0].Mode)
 }

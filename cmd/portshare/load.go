@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -22,6 +23,7 @@ import (
 func newLoadCmd() *cobra.Command {
 	var (
 		target, arrival, jsonPath, send, method string
+		connect                                 string
 		rate, rampTo                            float64
 		concurrency, messages, size, maxIn      int
 		count                                   int64
@@ -79,6 +81,15 @@ Client faults:
 			t, err := loadgen.ParseTarget(target)
 			if err != nil {
 				return usageError{err}
+			}
+			if connect != "" {
+				if _, _, err := net.SplitHostPort(connect); err != nil {
+					return usagef("--connect %q: want HOST:PORT", connect)
+				}
+				if t.Protocol == loadgen.HTTP && f.Changed("concurrency") {
+					return usagef("--connect is for the open model: closed-model http (hey) connects to the target's own host")
+				}
+				t.Addr = connect
 			}
 			o := loadgen.Options{
 				Target: t, Concurrency: concurrency, Duration: duration, Count: count,
@@ -170,6 +181,7 @@ Client faults:
 	}
 	f := cmd.Flags()
 	f.StringVar(&target, "target", "", "`URI` to load: net.tcp://, http://, https:// or tcp://")
+	f.StringVar(&connect, "connect", "", "connect to `HOST:PORT` instead of the target's host and port, which still go in the Via, Host header and TLS server name")
 	f.Float64Var(&rate, "rate", 0, "open model: sessions per second (`R`)")
 	f.StringVar(&arrival, "arrival", "constant", "open-model arrivals: constant or poisson")
 	f.Float64Var(&rampTo, "ramp-to", 0, "open model: ramp the rate linearly to `R2` over --duration")

@@ -263,3 +263,26 @@ func TestLoadBadOptionsKeepTheOldResultFile(t *testing.T) {
 	require.NoError(t, err)
 	assert.Len(t, entries, 1, "no temporary file is left behind")
 }
+
+// --connect keeps the target's host in the Via and the TLS server name,
+// so a load can reach routes keyed by a name that does not resolve: an
+// exact-host net.tcp route and an SNI route on one shared port.
+func TestLoadConnectKeepsTheTargetsHost(t *testing.T) {
+	e := startEnv(t, "")
+	e.worker("orders", "echo", e.route("net.tcp://orders.example:%d/orders/"))
+	e.worker("secure", "https", e.route("tls://secure.example:%d/"))
+	_, res := loadRun(t, "--target", e.route("net.tcp://orders.example:%d/orders/"), "--connect", e.addr(), "--rate", "20", "--count", "10")
+	assert.Equal(t, map[string]int64{"ok": 10}, res.Outcomes, "the Via named orders.example")
+	_, res = loadRun(t, "--target", e.route("https://secure.example:%d/"), "--connect", e.addr(), "--rate", "20", "--count", "10")
+	assert.Equal(t, map[string]int64{"ok": 10}, res.Outcomes, "the ClientHello named secure.example")
+	_, res = loadRun(t, "--target", e.route("net.tcp://other.example:%d/orders/"), "--connect", e.addr(), "--rate", "20", "--count", "5")
+	assert.Equal(t, map[string]int64{"fault:EndpointNotFound": 5}, res.Outcomes, "another name routes nowhere")
+	e.balanced()
+
+	code, _, stderr := cli("load", "--target", "http://a.example:80/", "--connect", "nohost", "--rate", "1", "--count", "1")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, stderr, "--connect \"nohost\": want HOST:PORT")
+	code, _, stderr = cli("load", "--target", "http://a.example:80/", "--connect", "127.0.0.1:80", "--concurrency", "1", "--count", "1")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, stderr, "closed-model http")
+}
