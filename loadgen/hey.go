@@ -97,6 +97,7 @@ func runHey(ctx context.Context, o Options) (*Result, error) {
 		C:                  c,
 		Timeout:            int(math.Ceil(o.Timeout.Seconds())),
 		DisableCompression: true,
+		DisableKeepAlives:  o.NewConnections,
 		Output:             heyTemplate,
 		Writer:             out,
 	}

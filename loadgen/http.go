@@ -31,6 +31,7 @@ type httpSession struct {
 	req     *http.Request // what ReadResponse needs to know (the method)
 	wire    []byte        // the request as sent
 	idle    chan *httpConn
+	fresh   bool // a connection per session: none is kept
 }
 
 type httpConn struct {
@@ -48,6 +49,7 @@ func newHTTPSession(o Options) *httpSession {
 		req:     &http.Request{Method: o.Method, URL: u},
 		idle:    make(chan *httpConn, o.MaxInFlight),
 	}
+	s.fresh = o.NewConnections
 	if o.Target.TLS {
 		// Load targets use self-signed certificates.
 		s.tls = &tls.Config{InsecureSkipVerify: true, ServerName: u.Hostname(), NextProtos: []string{"http/1.1"}}
@@ -61,6 +63,9 @@ func newHTTPSession(o Options) *httpSession {
 func httpRequest(o Options, requestURI string) []byte {
 	var w bytes.Buffer
 	fmt.Fprintf(&w, "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: portshare-load\r\n", o.Method, requestURI, o.Target.host())
+	if o.NewConnections {
+		w.WriteString("Connection: close\r\n")
+	}
 	if bodyMethod(o.Method) {
 		fmt.Fprintf(&w, "Content-Length: %d\r\n\r\n", o.MessageSize)
 		w.Write(bytes.Repeat([]byte{'x'}, o.MessageSize))
@@ -183,7 +188,7 @@ func (s *httpSession) exchange(ctx context.Context, c *httpConn, ph *Phases, sta
 	if err != nil {
 		return classifyHTTP(err), err
 	}
-	if !resp.Close && ctx.Err() == nil {
+	if !resp.Close && !s.fresh && ctx.Err() == nil {
 		select {
 		case s.idle <- c:
 			keep = true

@@ -111,3 +111,37 @@ func TestOpenHTTPNeverResendsARequestTheServerTook(t *testing.T) {
 	assert.Equal(t, int64(20), r.Outcomes[OK]+r.Outcomes[EOF], "%v", r.Outcomes)
 	assert.Positive(t, r.Outcomes[EOF])
 }
+
+// With NewConnections every session connects anew and says so, in the
+// open model and in the closed one (hey): against a shared port, each
+// session is a hand-off.
+func TestHTTPNewConnections(t *testing.T) {
+	var conns atomic.Int64
+	var closing atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Close {
+			closing.Add(1)
+		}
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	r := run(t, Options{Target: target(t, srv.URL+"/"), Pacer: &Constant{Per: 500}, Count: 20, NewConnections: true})
+	assert.Equal(t, map[string]int64{OK: 20}, r.Outcomes)
+	assert.Equal(t, int64(20), conns.Load(), "a connection per session")
+	assert.Equal(t, int64(20), closing.Load(), "each request asks for Connection: close")
+
+	conns.Store(0)
+	r = run(t, Options{Target: target(t, srv.URL+"/"), Concurrency: 2, Count: 20, NewConnections: true})
+	assert.Equal(t, map[string]int64{OK: 20}, r.Outcomes)
+	assert.Equal(t, int64(20), conns.Load(), "hey without keep-alive")
+
+	_, err := Run(t.Context(), Options{Target: target(t, "net.tcp://127.0.0.1:1/a/"), Pacer: &Constant{Per: 1}, Count: 1, NewConnections: true})
+	var oe OptionsError
+	require.ErrorAs(t, err, &oe)
+	assert.Contains(t, err.Error(), "for http targets")
+}

@@ -31,6 +31,10 @@ type Options struct {
 	Messages    int    // net.tcp: round trips per session (default 1)
 	MessageSize int    // net.tcp: bytes per message (default 64); http: request body size with a body method
 	Method      string // http: request method (default GET)
+	// NewConnections (http) makes every session a connection of its own,
+	// sending Connection: close, instead of reusing idle ones: against a
+	// shared port, one hand-off per session.
+	NewConnections bool
 
 	// Connection storm (tcp://): what each connection does after connecting.
 	Send      []byte        // bytes to send, if any, after SendDelay
@@ -99,6 +103,9 @@ func (o *Options) defaults() error {
 		return optionsErrorf("net.tcp messages are limited to %d bytes (replies add the worker's name; WCF's default maxReceivedMessageSize is 64 KiB)", MaxNetTCPMessage)
 	case o.MessageSize > MaxHTTPBody:
 		return optionsErrorf("the message size is limited to %d bytes", MaxHTTPBody)
+	}
+	if o.NewConnections && o.Target.Protocol != HTTP {
+		return optionsErrorf("new connections per session are for http targets: net.tcp sessions and storms always connect anew")
 	}
 	if o.Method != "" && !validMethod(o.Method) {
 		return optionsErrorf("method %q is not an HTTP method token", o.Method)

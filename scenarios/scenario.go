@@ -90,6 +90,7 @@ type Load struct {
 	Send           string        // tcp:// storms: bytes sent after connecting (Go escapes)
 	SendDelay      time.Duration // tcp:// storms: wait before Send
 	Hold           time.Duration // tcp:// storms: keep each connection open this long
+	NewConnections bool          // http: a connection per session instead of keep-alive
 	ClientFaults   []ClientFault
 }
 
@@ -561,7 +562,11 @@ func (p *parser) loads(s *Scenario, n *yaml.Node) error {
 				}
 				return err
 			},
-			"connect":    func(v *yaml.Node) (err error) { l.Connect, err = p.str(v); return },
+			"connect": func(v *yaml.Node) (err error) { l.Connect, err = p.str(v); return },
+			"new_connections": func(v *yaml.Node) (err error) {
+				l.NewConnections, err = p.boolean(v)
+				return err
+			},
 			"send_delay": func(v *yaml.Node) (err error) { l.SendDelay, err = p.duration(v, 0, maxRunTime); return },
 			"hold":       func(v *yaml.Node) (err error) { l.Hold, err = p.duration(v, 0, maxRunTime); return },
 		}, "target")
@@ -600,6 +605,9 @@ func (p *parser) loads(s *Scenario, n *yaml.Node) error {
 			return p.errf(e, "load: connect needs the open model (rate) for http targets")
 		case l.Connect == "" && t.Addr != "127.0.0.1:8808":
 			return p.errf(e, "load: target %q: write the host as {host}, or keep the host (for its Via, Host header or TLS server name) and add connect: \"{host}:{port}\"", l.Target)
+		}
+		if t.Protocol != loadgen.HTTP && l.NewConnections {
+			return p.errf(e, "load: new_connections is for http and https targets: net.tcp sessions and storms always connect anew")
 		}
 		if t.Protocol != loadgen.TCP && (l.Send != "" || l.SendDelay > 0 || l.Hold > 0) {
 			return p.errf(e, "load: send, send_delay and hold are for tcp:// connection storms")

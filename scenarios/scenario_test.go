@@ -206,6 +206,9 @@ load: [{target: "https://a.example:{port}/", connect: "a.example:{port}", rate: 
 	{"connect-closed-http", `name: x
 workers: [{name: a, route: "http://a.example:{port}/"}]
 load: [{target: "http://a.example:{port}/", connect: "{host}:{port}", concurrency: 2, duration: 2s}]`, 3, []string{"connect needs the open model"}},
+	{"new-connections-on-net-tcp", `name: x
+workers: [{name: a, route: "net.tcp://+:{port}/a/"}]
+load: [{target: "net.tcp://{host}:{port}/a/", rate: 10, duration: 2s, new_connections: true}]`, 3, []string{"new_connections is for http and https targets"}},
 	{"hold-on-net-tcp", `name: x
 workers: [{name: a, route: "net.tcp://+:{port}/a/"}]
 load: [{target: "net.tcp://{host}:{port}/a/", rate: 10, duration: 2s, hold: 1s}]`, 3, []string{"send, send_delay and hold are for tcp:// connection storms"}},
@@ -739,5 +742,6 @@ load: [{target: "https://a.example:{port}/", connect: "{host}:{port}", rate: 10,
 `))
 	require.NoError(t, err)
 	assert.Equal(t, "{host}:{port}", s.Load[0].Connect)
+	assert.False(t, s.Load[0].NewConnections)
 	assert.Equal(t, "https", s.Workers[0].Mode)
 }

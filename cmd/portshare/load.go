@@ -24,6 +24,7 @@ func newLoadCmd() *cobra.Command {
 	var (
 		target, arrival, jsonPath, send, method string
 		connect                                 string
+		newConns                                bool
 		rate, rampTo                            float64
 		concurrency, messages, size, maxIn      int
 		count                                   int64
@@ -41,7 +42,8 @@ The target's scheme picks the protocol:
   net.tcp://HOST:PORT/PATH  MC-NMF duplex sessions: preamble (Via = the target),
                             PreambleAck, --messages round trips of --message-size
                             bytes, End
-  http://… or https://…     one request per session (keep-alive)
+  http://… or https://…     one request per session (keep-alive; a connection
+                            each with --new-connections)
   tcp://HOST:PORT           a connection storm: connect, --send after
                             --send-delay, hold --hold, close
 
@@ -93,7 +95,7 @@ Client faults:
 			}
 			o := loadgen.Options{
 				Target: t, Concurrency: concurrency, Duration: duration, Count: count,
-				Messages: messages, MessageSize: size, Method: method,
+				Messages: messages, MessageSize: size, Method: method, NewConnections: newConns,
 				SendDelay: sendDelay, Hold: hold,
 				ConnectTimeout: connectTimeout, Timeout: timeout, MaxInFlight: maxIn, LateAfter: lateAfter,
 			}
@@ -192,6 +194,7 @@ Client faults:
 	f.IntVar(&messages, "messages", 1, "net.tcp: round trips per session (`K`)")
 	f.IntVar(&size, "message-size", 0, "net.tcp: bytes per message (default 64); http: body size with --method POST (`S`)")
 	f.StringVar(&method, "method", "GET", "http: request method")
+	f.BoolVar(&newConns, "new-connections", false, "http: a connection per session (Connection: close) instead of keep-alive: against a shared port, a hand-off per session")
 	f.StringVar(&send, "send", "", "tcp: bytes to send after connecting (Go escapes)")
 	f.DurationVar(&sendDelay, "send-delay", 0, "tcp: wait this long before --send")
 	f.DurationVar(&hold, "hold", 0, "tcp: keep each connection open this long")

@@ -405,6 +405,9 @@ func (o *one) load(ctx context.Context, i int, l scenarios.Load, host string, po
 	if l.Method != "" {
 		args = append(args, "--method", l.Method)
 	}
+	if l.NewConnections {
+		args = append(args, "--new-connections")
+	}
 	if l.Connect != "" {
 		args = append(args, "--connect", expandHost(l.Connect, host, port))
 	}
