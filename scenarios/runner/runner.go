@@ -99,7 +99,8 @@ sweep:
 				break sweep
 			}
 			if werr := results.WriteJSON(filepath.Join(r.Out, results.RunFile(c.Index, rep)), run); werr != nil {
-				return m, runs, werr
+				err = fmt.Errorf("writing the results of cell %d, repetition %d: %w", c.Index, rep, werr)
+				break sweep // the manifest below still says the sweep stopped short
 			}
 			runs = append(runs, run)
 			if r.Progress != nil {
