@@ -31,9 +31,10 @@ func newTuneCmd() *cobra.Command {
 		cells       []int
 		repetitions int
 		list, check bool
+		seed        uint64
 	)
 	cmd := &cobra.Command{
-		Use:   "tune [SCENARIO] [--out DIR] [--set KEY=VALUE…] [--cell N…] [--repetitions N] [--check]",
+		Use:   "tune [SCENARIO] [--out DIR] [--set KEY=VALUE…] [--cell N…] [--repetitions N] [--seed N] [--check]",
 		Short: "Run a tuning scenario: sweep daemon settings under a workload and faults",
 		Long: `Run a scenario (a file, or the name of a built-in one; default: ` + scenarios.Default + `)
 against real processes: for every cell of its sweep and every repetition, a
@@ -48,8 +49,10 @@ instead of what the file says (a preset axis takes preset names). --cell N
 runs only cell N (repeatable, numbered from 0), so a sweep can be spread over
 machines and the run files copied into one directory afterwards
 (docs/DISTRIBUTED.md). --check exits 1 if an expectation failed or a check
-found something (for CI). Ctrl-C stops the run in progress, tears it down
-and keeps what was done.
+found something (for CI). Random draws (fault delays, Poisson arrivals) are
+the same in every cell, differ between repetitions, and repeat from one
+sweep to the next unless --seed changes them. Ctrl-C stops the run in
+progress, tears it down and keeps what was done.
 
 Built-in scenarios: ` + strings.Join(scenarios.Names(), ", ") + `
 (scenarios/README.md describes the file format.)`,
@@ -101,7 +104,7 @@ Built-in scenarios: ` + strings.Join(scenarios.Names(), ", ") + `
 			// "tune | head" must still tear its runs down.
 			signal.Ignore(syscall.SIGPIPE)
 			defer signal.Reset(syscall.SIGPIPE)
-			return runTune(ctx, cmd.OutOrStdout(), cmd.ErrOrStderr(), runner.Runner{Exe: self, Out: out, Version: buildVersion()}, s, cells, sets, check)
+			return runTune(ctx, cmd.OutOrStdout(), cmd.ErrOrStderr(), runner.Runner{Exe: self, Out: out, Version: buildVersion(), Seed: seed}, s, cells, sets, check)
 		},
 	}
 	f := cmd.Flags()
@@ -111,6 +114,7 @@ Built-in scenarios: ` + strings.Join(scenarios.Names(), ", ") + `
 	f.IntVar(&repetitions, "repetitions", 0, "run each cell `N` times (default: the scenario's)")
 	f.BoolVar(&check, "check", false, "exit 1 if an expectation failed or a run had findings")
 	f.BoolVar(&list, "list", false, "list the built-in scenarios and exit")
+	f.Uint64Var(&seed, "seed", 1, "`N` chooses the random draws (fault delays, Poisson arrivals) where the scenario names no seed: the same N repeats a sweep's draws")
 	return cmd
 }
 

@@ -65,6 +65,7 @@ func TestTuneTinySweepEndToEnd(t *testing.T) {
 	assert.Equal(t, "tiny", m.Scenario)
 	assert.Len(t, m.Cells, 2)
 	assert.False(t, m.Interrupted)
+	assert.Equal(t, uint64(1), m.Seed)
 	assert.NotEmpty(t, m.Sysctls["net.core.somaxconn"])
 	assert.Equal(t, tinyScenario, m.ScenarioText)
 	require.Len(t, runs, 2)

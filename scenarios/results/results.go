@@ -46,6 +46,7 @@ type Manifest struct {
 	Machine     Machine           `json:"machine"`
 	Sysctls     map[string]string `json:"sysctls"`
 	Version     string            `json:"version"`
+	Seed        uint64            `json:"seed"` // --seed: the random draws of processes whose specs name none
 	Started     time.Time         `json:"started"`
 	Finished    time.Time         `json:"finished"`
 	Interrupted bool              `json:"interrupted,omitempty"`

@@ -75,9 +75,12 @@ type one struct {
 // seed is the random seed of the n-th worker process or load (from 1)
 // of this repetition, for the draws a fault or the Poisson arrivals make
 // where the scenario names no seed: each process draws its own, the same
-// in every cell (so cells differ by their settings, not by luck) and
-// every sweep, and each repetition draws afresh.
-func (o *one) seed(n int) uint64 { return uint64(o.rep-1)*1000 + uint64(n) }
+// in every cell (so cells differ by their settings, not by luck) and in
+// every sweep with the same Runner.Seed, and each repetition draws
+// afresh. (At most 256 workers and 16 loads: the ranges never meet.)
+func (o *one) seed(n int) uint64 {
+	return (max(o.r.Seed, 1)-1)*1_000_000 + uint64(o.rep-1)*1000 + uint64(n)
+}
 
 // nextBudget is the start budget of the next run: room for the workers to
 // register twice as slowly as they did here, within bounds.

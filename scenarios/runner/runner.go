@@ -24,10 +24,14 @@ import (
 
 // Runner runs scenarios.
 type Runner struct {
-	Exe      string   // the portshare binary the children run
-	Env      []string // added to the children's environment
-	Out      string   // results directory; made if missing
-	Version  string   // recorded in the manifest
+	Exe     string   // the portshare binary the children run
+	Env     []string // added to the children's environment
+	Out     string   // results directory; made if missing
+	Version string   // recorded in the manifest
+	// Seed chooses the random draws (fault delays, Poisson arrivals) of
+	// processes whose specs name no seed: the same Seed repeats a sweep's
+	// draws, another gives fresh ones. 0 means 1.
+	Seed     uint64
 	Progress Progress // told of each run; may be nil
 }
 
@@ -120,7 +124,7 @@ func (r *Runner) manifest(s *scenarios.Scenario, cells []scenarios.Cell, only []
 	m := &results.Manifest{
 		Format: results.ManifestFormat, Scenario: s.Name, Description: s.Description, TimeScale: s.TimeScale,
 		ScenarioFile: s.File, ScenarioText: string(s.Text), Set: set, Repetitions: s.Repetitions, Only: only,
-		Machine: machine(), Sysctls: sysctls(), Version: r.Version, Started: time.Now().UTC(),
+		Machine: machine(), Sysctls: sysctls(), Version: r.Version, Seed: max(r.Seed, 1), Started: time.Now().UTC(),
 	}
 	for _, a := range s.Axes {
 		ax := results.Axis{Key: a.Key, Values: a.Values}

@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"os"
 	"os/exec"
@@ -220,4 +221,23 @@ time=2026-11-25T01:39:02.271Z level=INFO msg="portshare daemon stopped" ledger.a
 	assert.False(t, ok, "no stop line: the last status stands")
 	_, ok = stoppedLedger(filepath.Join(t.TempDir(), "missing.log"))
 	assert.False(t, ok)
+}
+
+// Every process of a run draws its own seed; a repetition draws afresh;
+// another --seed gives another sweep's worth; none of them meet.
+func TestSeedsOfProcessesRepetitionsAndSweeps(t *testing.T) {
+	seen := map[uint64]string{}
+	for _, sweep := range []uint64{0, 2} {
+		for rep := 1; rep <= 3; rep++ {
+			o := &one{r: &Runner{Seed: sweep}, rep: rep}
+			for n := 1; n <= 256; n++ {
+				s := o.seed(n)
+				where := fmt.Sprintf("seed %d rep %d process %d", sweep, rep, n)
+				require.NotContains(t, seen, s, "%s repeats %s", where, seen[s])
+				seen[s] = where
+			}
+		}
+	}
+	assert.Equal(t, uint64(1), (&one{r: &Runner{}, rep: 1}).seed(1), "no --seed is --seed 1")
+	assert.Equal(t, (&one{r: &Runner{Seed: 1}, rep: 2}).seed(3), (&one{r: &Runner{}, rep: 2}).seed(3))
 }
