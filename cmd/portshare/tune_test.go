@@ -324,3 +324,26 @@ func TestTuneProgressFitsTheTerminal(t *testing.T) {
 	assert.Len(t, []rune(fitLine(strings.Repeat("x", 40), 40)), 39)
 	assert.Equal(t, strings.Repeat("x", 39), fitLine(strings.Repeat("x", 39), 40))
 }
+
+// A scenario that needs what the machine lacks (namespaces without
+// root, netem without sch_netem) fails at once with the reason, before
+// any run.
+func TestTuneRefusesWhatTheMachineCannotDo(t *testing.T) {
+	tuneEnv(t)
+	err := faults.NetemAvailable()
+	if err == nil {
+		t.Skip("this machine can run netem")
+	}
+	file := filepath.Join(t.TempDir(), "netem.yaml")
+	require.NoError(t, os.WriteFile(file, []byte(`name: netem-try
+workers: [{route: "net.tcp://+:{port}/orders/"}]
+load: [{target: "net.tcp://{host}:{port}/orders/", rate: 5, duration: 1s}]
+faults: ["netem:delay=20ms"]
+`), 0o644))
+	out := filepath.Join(t.TempDir(), "results")
+	code, _, stderr := cli("tune", file, "--out", out)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, stderr, "scenario netem-try uses netem: ")
+	assert.Equal(t, 1, strings.Count(stderr, "\n"), "one line: %q", stderr)
+	assert.NoDirExists(t, out, "no run was started")
+}

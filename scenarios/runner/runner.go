@@ -58,6 +58,18 @@ func (r *Runner) Run(ctx context.Context, s *scenarios.Scenario, only []int, set
 			return nil, nil, fmt.Errorf("--cell %d: the scenario has cells 0 to %d", i, len(cells)-1)
 		}
 	}
+	// Namespaces and netem are checked once, before the sweep, rather
+	// than failing every run.
+	if s.Netns {
+		if err := faults.Available(); err != nil {
+			return nil, nil, fmt.Errorf("scenario %s runs in network namespaces: %w", s.Name, err)
+		}
+	}
+	if slices.ContainsFunc(s.Faults, func(f faults.Spec) bool { return f.Name == "netem" }) {
+		if err := faults.NetemAvailable(); err != nil {
+			return nil, nil, fmt.Errorf("scenario %s uses netem: %w", s.Name, err)
+		}
+	}
 	if err := os.MkdirAll(r.Out, 0o755); err != nil {
 		return nil, nil, err
 	}
