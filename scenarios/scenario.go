@@ -70,6 +70,10 @@ type WorkerGroup struct {
 	Count       int
 	MaxInflight int
 	Faults      []faults.Spec
+	// Restart, if set, starts a worker that exited on its own (a crash)
+	// again after this long, as a service manager would; the new process
+	// runs the group's faults but crash.
+	Restart time.Duration
 }
 
 // Load is one load generator process.
@@ -446,6 +450,7 @@ func (p *parser) workers(s *Scenario, n *yaml.Node) error {
 				g.Faults, err = p.faultList(v, "worker", faults.Worker)
 				return err
 			},
+			"restart": func(v *yaml.Node) (err error) { g.Restart, err = p.duration(v, time.Millisecond, maxRunTime); return },
 		})
 		if err != nil {
 			return err

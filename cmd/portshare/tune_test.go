@@ -347,3 +347,41 @@ faults: ["netem:delay=20ms"]
 	assert.Equal(t, 1, strings.Count(stderr, "\n"), "one line: %q", stderr)
 	assert.NoDirExists(t, out, "no run was started")
 }
+
+// A worker group with restart: a crashed worker comes back after the
+// delay, without its crash fault, registers again and serves; its exit
+// is an event, not a finding, and the fd check counts it back in.
+func TestTuneRestartsACrashedWorker(t *testing.T) {
+	tuneEnv(t)
+	file := filepath.Join(t.TempDir(), "crash.yaml")
+	require.NoError(t, os.WriteFile(file, []byte(`name: crash-restart
+daemon:
+  base: {dispatch_timeout: 2s, receive_timeout: 2s, queue_timeout: 2s}
+workers:
+  - {name: orders, route: "net.tcp://+:{port}/orders/", count: 1, faults: ["crash:after=5", "slow-accept:delay=1ms"], restart: 200ms}
+load:
+  - {target: "net.tcp://{host}:{port}/orders/", rate: 20, duration: 2s, timeout: 3s}
+drain: 5s
+assert:
+  - {expect: ["count(ok) >= 20"]}
+`), 0o644))
+	out := filepath.Join(t.TempDir(), "results")
+	code, stdout, stderr := cli("tune", file, "--out", out, "--check")
+	require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", stdout, stderr)
+	_, runs, err := results.ReadDir(out)
+	require.NoError(t, err)
+	r := runs[0]
+	assert.Empty(t, r.Findings)
+	names := map[string][]string{}
+	for _, e := range r.Events {
+		names[e.Name] = append(names[e.Name], e.Source)
+	}
+	assert.Equal(t, []string{"worker-orders-1"}, names["worker-exit"], "only the first process crashed: %v", r.Events)
+	assert.Equal(t, []string{"worker-orders-1-r1"}, names["worker-restart"])
+	assert.Contains(t, names["slow-accept"], "worker-orders-1-r1", "the restarted worker kept its other faults")
+	assert.True(t, r.FDs.Checked)
+	assert.LessOrEqual(t, r.FDs.After, r.FDs.Allowed)
+	last := r.Samples[len(r.Samples)-1]
+	assert.Equal(t, 1, last.Workers, "the restarted worker registered again")
+	assert.FileExists(t, filepath.Join(out, "logs", "cell-000-rep-1", "worker-orders-1-r1.log"))
+}

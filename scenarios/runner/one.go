@@ -3,6 +3,7 @@ package runner
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -50,7 +51,13 @@ type one struct {
 
 	mu       sync.Mutex
 	workers  []*child
-	watchers sync.WaitGroup         // one watch per worker; teardown waits for them
+	watchers sync.WaitGroup // one watch per worker; teardown waits for them
+	tearing  chan struct{}  // closed when teardown begins
+
+	// Where the workers run, for restarts.
+	ns       string
+	port     int
+	epoch    time.Time
 	final    map[int]*daemon.Status // each daemon process's last status
 	order    []int                  // daemon pids in start order
 	samples  []results.Sample
@@ -93,6 +100,7 @@ func (o *one) do(ctx context.Context) *results.Run {
 	}
 	o.run.Host, _ = os.Hostname()
 	o.final = map[int]*daemon.Status{}
+	o.tearing = make(chan struct{})
 	err := o.execute(ctx)
 	if err != nil && ctx.Err() == nil {
 		o.run.Error = err.Error()
@@ -169,29 +177,16 @@ func (o *one) execute(ctx context.Context) (err error) {
 	epoch := begin.Add(o.budget)
 	o.run.Epoch = epoch.UTC()
 	total := 0
+	o.ns, o.port, o.epoch = daemonNS, port, epoch
 	for _, g := range o.plan.Workers {
 		for i := 1; i <= g.Count; i++ {
-			name := fmt.Sprintf("worker-%s-%d", g.Name, i)
-			args := []string{"worker", "--control-socket", o.socket, "--name", g.Name, "--mode", g.Mode,
-				"--max-inflight", strconv.Itoa(g.MaxInflight)}
-			for _, r := range g.Routes {
-				args = append(args, "--route", expand(r, port))
-			}
-			for _, f := range g.Faults {
-				args = append(args, "--fault", f.WithSeed(o.seed(total+1)).String())
-			}
-			if len(g.Faults) > 0 {
-				args = append(args, "--fault-events", filepath.Join(logs, name+".events"), "--fault-epoch", epoch.UTC().Format(time.RFC3339Nano))
-			}
-			w, err := o.st.start(name, daemonNS, args...)
+			total++
+			n := total
+			w, err := o.startWorker(g, i, n, 0)
 			if err != nil {
 				return err
 			}
-			o.mu.Lock()
-			o.workers = append(o.workers, w)
-			o.mu.Unlock()
-			o.watchers.Go(func() { o.watch(w, g) })
-			total++
+			o.watchers.Go(func() { o.watch(w, g, i, n, 0) })
 		}
 	}
 	// A worker that exits before registering (a refused route, say) ends
@@ -392,7 +387,7 @@ func (o *one) load(ctx context.Context, i int, l scenarios.Load, host string, po
 // an event; it is a finding unless the worker's faults include crash. A
 // worker compat evicts is not an exit: the reference worker logs the
 // eviction and registers again after the back-off.
-func (o *one) watch(w *child, g scenarios.WorkerGroup) {
+func (o *one) watch(w *child, g scenarios.WorkerGroup, i, n, restarts int) {
 	<-w.done
 	if w.expected() {
 		return
@@ -401,12 +396,75 @@ func (o *one) watch(w *child, g scenarios.WorkerGroup) {
 	if !slices.ContainsFunc(g.Faults, func(s faults.Spec) bool { return s.Name == "crash" }) {
 		o.finding("process", "%s (pid %d) exited on its own: %s", w.name, w.pid(), exitText(w.err))
 	}
+	if g.Restart == 0 {
+		return
+	}
+	select {
+	case <-o.tearing:
+		return
+	case <-time.After(g.Restart):
+	}
+	nw, err := o.startWorker(g, i, n, restarts+1)
+	if err != nil {
+		if !errors.Is(err, errTearing) {
+			o.finding("process", "restarting %s: %v", w.name, err)
+		}
+		return
+	}
+	o.event(nw.name, "worker-restart", fmt.Sprintf("pid %d, %s after %s exited", nw.pid(), g.Restart, w.name))
+	o.watch(nw, g, i, n, restarts+1)
+}
+
+// errTearing refuses a worker restart once the run is being torn down.
+var errTearing = errors.New("the run is being torn down")
+
+// startWorker starts worker i (from 1) of group g, the n-th of the run,
+// for the restarts-th time (0: the first). A restarted worker keeps the
+// group's faults but crash, which would only kill it again, and writes
+// its fault events to a file of its own.
+func (o *one) startWorker(g scenarios.WorkerGroup, i, n, restarts int) (*child, error) {
+	name := fmt.Sprintf("worker-%s-%d", g.Name, i)
+	if restarts > 0 {
+		name += fmt.Sprintf("-r%d", restarts)
+	}
+	args := []string{"worker", "--control-socket", o.socket, "--name", g.Name, "--mode", g.Mode,
+		"--max-inflight", strconv.Itoa(g.MaxInflight)}
+	for _, r := range g.Routes {
+		args = append(args, "--route", expand(r, o.port))
+	}
+	faulty := false
+	for _, f := range g.Faults {
+		if restarts > 0 && f.Name == "crash" {
+			continue
+		}
+		args = append(args, "--fault", f.WithSeed(o.seed(n)).String())
+		faulty = true
+	}
+	if faulty {
+		args = append(args, "--fault-events", filepath.Join(o.st.logs, name+".events"), "--fault-epoch", o.epoch.UTC().Format(time.RFC3339Nano))
+	}
+	// Started and listed under the lock that teardown takes to list the
+	// workers, so that none starts unseen once it has.
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	select {
+	case <-o.tearing:
+		return nil, errTearing
+	default:
+	}
+	w, err := o.st.start(name, o.ns, args...)
+	if err != nil {
+		return nil, err
+	}
+	o.workers = append(o.workers, w)
+	return w, nil
 }
 
 // teardown stops the workers, then the daemon, and records how the
 // daemon took it; then it collects the workers' fault events.
 func (o *one) teardown() {
 	o.mu.Lock()
+	close(o.tearing) // no worker restarts from here on
 	workers := slices.Clone(o.workers)
 	o.mu.Unlock()
 	var wg sync.WaitGroup
