@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path"
 	"sort"
 	"strings"
 )
@@ -30,27 +29,23 @@ func Names() []string {
 }
 
 // Open reads a scenario by file path, or by the name of a built-in one
-// (smsvchost-defaults). A path wins over a built-in of the same name.
+// (smsvchost-defaults, or smsvchost-defaults.yaml). A file in the working
+// directory wins over a built-in of the same name; an argument with a /
+// is always a path.
 func Open(nameOrPath string) (*Scenario, error) {
 	data, err := os.ReadFile(nameOrPath)
 	switch {
 	case err == nil:
 		return Parse(nameOrPath, data)
-	case !errors.Is(err, fs.ErrNotExist) || strings.ContainsAny(nameOrPath, "/.") && !builtIn(nameOrPath):
+	case !errors.Is(err, fs.ErrNotExist) || strings.Contains(nameOrPath, "/"):
+		// A path names a file: a missing one is an error, not a built-in
+		// scenario of the same base name.
 		return nil, fmt.Errorf("scenario %s: %w", nameOrPath, err)
 	}
-	file := path.Base(nameOrPath)
-	if !strings.HasSuffix(file, ".yaml") {
-		file += ".yaml"
-	}
+	file := strings.TrimSuffix(nameOrPath, ".yaml") + ".yaml"
 	data, err = library.ReadFile(file)
 	if err != nil {
 		return nil, fmt.Errorf("no scenario file %q and no built-in scenario of that name (built in: %s)", nameOrPath, strings.Join(Names(), ", "))
 	}
 	return Parse("scenarios/"+file, data)
-}
-
-func builtIn(name string) bool {
-	_, err := library.ReadFile(path.Base(strings.TrimSuffix(name, ".yaml")) + ".yaml")
-	return err == nil
 }

@@ -149,6 +149,8 @@ var runnerKeys = map[string]string{
 	"metrics_addr":     "the runner reads the daemon's metrics over the control socket",
 }
 
+var methodRE = regexp.MustCompile(`^[A-Z]{1,32}$`)
+
 var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 
 // Parse reads a scenario file; file names it in errors. Parsing is strict:
@@ -182,11 +184,15 @@ func (p *parser) scenario(data []byte) (*Scenario, error) {
 		if errors.Is(err, io.EOF) {
 			return nil, &Error{File: p.file, Msg: "empty scenario: give at least name, workers and load"}
 		}
+		// yaml's own "line N" stays in the message: for some errors it
+		// names the line before the fault.
 		return nil, &Error{File: p.file, Msg: "bad YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")}
 	}
 	if err := dec.Decode(&extra); err == nil {
 		return nil, p.errf(&extra, "more than one YAML document")
 	} else if !errors.Is(err, io.EOF) {
+		// yaml's own "line N" stays in the message: for some errors it
+		// names the line before the fault.
 		return nil, &Error{File: p.file, Msg: "bad YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")}
 	}
 	root := doc.Content[0]
@@ -465,6 +471,8 @@ func (p *parser) workers(s *Scenario, n *yaml.Node) error {
 			}
 			if g.Mode == "" {
 				g.Mode = mode
+			} else if g.Mode != mode {
+				return p.errf(e, "worker group %s: mode %s cannot serve route %q: the reference worker serves it with mode %s", g.Name, g.Mode, r, mode)
 			}
 			key := strings.ToLower(Expand(r, "127.0.0.1", 8808))
 			if other, dup := routes[key]; dup && other != g.Name {
@@ -549,8 +557,13 @@ func (p *parser) loads(s *Scenario, n *yaml.Node) error {
 			"at":           func(v *yaml.Node) (err error) { l.At, err = p.duration(v, 0, maxRunTime); return },
 			"messages":     func(v *yaml.Node) (err error) { l.Messages, err = p.intRange(v, 0, 1<<16); return },
 			"message_size": func(v *yaml.Node) (err error) { l.MessageSize, err = p.intRange(v, 0, 1<<24); return },
-			"method":       func(v *yaml.Node) (err error) { l.Method, err = p.str(v); return },
-			"timeout":      func(v *yaml.Node) (err error) { l.Timeout, err = p.duration(v, time.Millisecond, maxRunTime); return },
+			"method": func(v *yaml.Node) (err error) {
+				if l.Method, err = p.str(v); err == nil && !methodRE.MatchString(l.Method) {
+					err = fmt.Errorf("%q is not an HTTP method, such as GET or POST", l.Method)
+				}
+				return err
+			},
+			"timeout": func(v *yaml.Node) (err error) { l.Timeout, err = p.duration(v, time.Millisecond, maxRunTime); return },
 			"connect_timeout": func(v *yaml.Node) (err error) {
 				l.ConnectTimeout, err = p.duration(v, time.Millisecond, maxRunTime)
 				return

@@ -745,3 +745,34 @@ load: [{target: "https://a.example:{port}/", connect: "{host}:{port}", rate: 10,
 	assert.False(t, s.Load[0].NewConnections)
 	assert.Equal(t, "https", s.Workers[0].Mode)
 }
+
+// What the reference worker or the load would refuse at run time is
+// refused when the file is read, with its line.
+func TestParseRefusesWhatRunsWouldRefuse(t *testing.T) {
+	for _, tc := range []struct{ text, want string }{
+		{`name: x
+workers: [{name: a, route: "net.tcp://+:{port}/a/", mode: https}]
+load: [{target: "net.tcp://{host}:{port}/a/", rate: 1, duration: 1s}]`, `x.yaml:2: worker group a: mode https cannot serve route "net.tcp://+:{port}/a/": the reference worker serves it with mode echo`},
+		{`name: x
+workers: [{name: a, route: "http://+:{port}/a/"}]
+load: [{target: "http://{host}:{port}/a/", method: "G T", rate: 1, duration: 1s}]`, `x.yaml:3: method: "G T" is not an HTTP method`},
+		{`name: x
+workers: [{name: a, route: "http://+:{port}/a/"}]
+load: [{target: "http://{host}:{port}/a/", rate: 1, duration: 1s}]
+assert: [{where: {dispatch_failure_policy: compat}, expect: ["ok > 0"]}]`, `x.yaml:4: assert: where dispatch_failure_policy=compat matches no cell of the sweep`},
+	} {
+		_, err := Parse("x.yaml", []byte(tc.text))
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), tc.want)
+	}
+}
+
+// A path names a file; only a bare name falls back to the library.
+func TestOpenPathIsNotABuiltIn(t *testing.T) {
+	_, err := Open("no-such-dir/" + Default + ".yaml")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "no such file")
+	s, err := Open(Default + ".yaml")
+	require.NoError(t, err)
+	assert.Equal(t, Default, s.Name)
+}

@@ -373,6 +373,13 @@ func (p *parser) check(s *Scenario, root *yaml.Node) error {
 			return p.errf(line, "cell %d (%s): %v", c.Index, c.Label(), err)
 		}
 	}
+	// An expectation that applies to no cell would pass unnoticed.
+	cells := s.Cells()
+	for _, a := range s.Assert {
+		if !slices.ContainsFunc(cells, func(c Cell) bool { return a.Applies(s, c) }) {
+			return p.errf(&yaml.Node{Line: a.Line}, "assert: where %s matches no cell of the sweep", a)
+		}
+	}
 	return nil
 }
 
