@@ -135,7 +135,7 @@ func (e *Error) Error() string {
 // Limits that keep a scenario finite.
 const (
 	maxCells       = 4096
-	maxRepetitions = 100
+	MaxRepetitions = 100 // runs of each cell
 	maxWorkers     = 256 // processes per run
 	maxLoads       = 16
 	maxDrain       = 10 * time.Minute
@@ -216,7 +216,7 @@ func (p *parser) scenario(data []byte) (*Scenario, error) {
 		},
 		"netns": func(n *yaml.Node) (err error) { s.Netns, err = p.boolean(n); return },
 		"repetitions": func(n *yaml.Node) (err error) {
-			s.Repetitions, err = p.intRange(n, 1, maxRepetitions)
+			s.Repetitions, err = p.intRange(n, 1, MaxRepetitions)
 			return err
 		},
 		"drain":  func(n *yaml.Node) (err error) { s.Drain, err = p.duration(n, 0, maxDrain); return },

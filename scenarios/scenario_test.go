@@ -776,3 +776,17 @@ func TestOpenPathIsNotABuiltIn(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, Default, s.Name)
 }
+
+// The example in README.md is a scenario that parses.
+func TestReadmeExampleParses(t *testing.T) {
+	b, err := os.ReadFile("README.md")
+	require.NoError(t, err)
+	_, rest, ok := strings.Cut(string(b), "```yaml\n")
+	require.True(t, ok, "README.md has a yaml example")
+	example, _, ok := strings.Cut(rest, "```")
+	require.True(t, ok)
+	s, err := Parse("README.md example", []byte(example))
+	require.NoError(t, err)
+	assert.Equal(t, "slow-workers", s.Name)
+	assert.Len(t, s.Cells(), 8)
+}

@@ -9,7 +9,8 @@ import (
 )
 
 // Set overrides a scenario's setting, as `--set KEY=VALUE` does: one
-// value fixes the key for every cell, several (comma-separated) sweep it.
+// value fixes the key for every cell, several (comma-separated) sweep it;
+// a value in brackets is one list value (allow_accounts=[root,uid:1000]).
 // A key swept by the file loses its sweep; a preset axis is narrowed to
 // the presets named. The cells are numbered afresh, so every machine
 // sharing a sweep must give the same --set flags. Errors say what to fix;
@@ -21,6 +22,9 @@ func (s *Scenario) Set(arg string) error {
 		return fmt.Errorf("--set %q: want KEY=VALUE or KEY=V1,V2 (a sweep)", arg)
 	}
 	raw := strings.Split(value, ",")
+	if strings.HasPrefix(strings.TrimSpace(value), "[") {
+		raw = []string{value} // a list is one value (allow_accounts), not a sweep
+	}
 	if i := slices.IndexFunc(s.Axes, func(a Axis) bool { return a.Key == key && a.Presets != nil }); i >= 0 {
 		ax := Axis{Key: key, Line: s.Axes[i].Line}
 		for _, name := range raw {

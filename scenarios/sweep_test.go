@@ -314,3 +314,12 @@ func TestSetTooManyCells(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "--set: 4160 cells, at most 4096")
 }
+
+// A bracketed --set value is one list, not a sweep of its parts.
+func TestSetListValue(t *testing.T) {
+	s, err := Parse("l.yaml", []byte(head))
+	require.NoError(t, err)
+	require.NoError(t, s.Set("allow_accounts=[root,uid:0]"))
+	assert.Empty(t, s.Axes)
+	assert.Equal(t, []Setting{{"allow_accounts", `["root","uid:0"]`}}, s.Base)
+}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -80,16 +81,10 @@ Built-in scenarios: ` + strings.Join(scenarios.Names(), ", ") + `
 				}
 			}
 			if cmd.Flags().Changed("repetitions") {
-				if repetitions < 1 || repetitions > 100 {
-					return usagef("--repetitions must be from 1 to 100, got %d", repetitions)
+				if repetitions < 1 || repetitions > scenarios.MaxRepetitions {
+					return usagef("--repetitions must be from 1 to %d, got %d", scenarios.MaxRepetitions, repetitions)
 				}
 				s.Repetitions = repetitions
-			}
-			n := len(s.Cells())
-			for _, c := range cells {
-				if c < 0 || c >= n {
-					return usagef("--cell %d: scenario %s has cells 0 to %d", c, s.Name, n-1)
-				}
 			}
 			if out == "" {
 				out = filepath.Join("tune-results", s.Name+"-"+time.Now().Format("20060102-150405"))
@@ -145,16 +140,27 @@ func runTune(ctx context.Context, stdout, stderr io.Writer, r runner.Runner, s *
 	r.Progress = p
 	m, runs, err := r.Run(ctx, s, cells, sets)
 	p.end()
-	if m == nil {
+	var ue runner.UsageError
+	switch {
+	case errors.As(err, &ue):
+		return usageError{err}
+	case m == nil:
 		return err
 	}
-	writeTuneSummary(stdout, m, runs)
-	fmt.Fprintf(stdout, "\nresults: %s (%d run files, manifest.json)\n", r.Out, len(runs))
+	if len(runs) > 0 {
+		writeTuneSummary(stdout, m, runs)
+		fmt.Fprintf(stdout, "\nresults: %s (%d run files, manifest.json)\n", r.Out, len(runs))
+	}
 	switch {
 	case errors.Is(err, context.Canceled):
 		return fmt.Errorf("interrupted after %d of %d runs; their results are in %s", len(runs), p.total, r.Out)
 	case err != nil:
 		return err
+	}
+	// A run that could not start measured nothing: that is a failure of
+	// the sweep whatever --check says.
+	if failed := slices.IndexFunc(runs, func(r *results.Run) bool { return r.Error != "" }); failed >= 0 {
+		return fmt.Errorf("cell %d, repetition %d could not run: %s", runs[failed].Cell, runs[failed].Repetition, runs[failed].Error)
 	}
 	if check {
 		failed := 0
@@ -182,21 +188,44 @@ type tuneProgress struct {
 	start time.Time
 	leak  float64
 	cur   string
+	since time.Time // the current run's start
 	drawn bool
+
+	stop, stopped chan struct{} // the redraw ticker's, on a terminal
 }
 
 func (p *tuneProgress) Begin(m *results.Manifest, runs int) {
 	p.total, p.start = runs, time.Now()
-	fmt.Fprintf(p.w, "scenario %s: %d cells × %d repetitions = %d runs\n", m.Scenario, len(m.Cells), m.Repetitions, runs)
+	cells := fmt.Sprintf("%d cells", len(m.Cells))
 	if len(m.Only) > 0 {
-		fmt.Fprintf(p.w, "running cells %v only\n", m.Only)
+		cells = fmt.Sprintf("%s of %d", plural(runs/max(m.Repetitions, 1), "cell"), len(m.Cells))
+	}
+	fmt.Fprintf(p.w, "scenario %s: %s × %s = %s\n", m.Scenario, cells, plural(m.Repetitions, "repetition"), plural(runs, "run"))
+	if p.tty {
+		// Redraw every second, so the bar moves during a run's seconds.
+		p.stop, p.stopped = make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(p.stopped)
+			tick := time.NewTicker(time.Second)
+			defer tick.Stop()
+			for {
+				select {
+				case <-p.stop:
+					return
+				case <-tick.C:
+					p.mu.Lock()
+					p.draw()
+					p.mu.Unlock()
+				}
+			}
+		}()
 	}
 }
 
 func (p *tuneProgress) RunStarted(c scenarios.Cell, rep int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.cur = fmt.Sprintf("cell %d rep %d: %s", c.Index, rep, c.Label())
+	p.cur, p.since = fmt.Sprintf("cell %d rep %d: %s", c.Index, rep, c.Label()), time.Now()
 	if p.tty {
 		p.draw()
 	}
@@ -234,6 +263,9 @@ func (p *tuneProgress) draw() {
 	}
 	line := fmt.Sprintf("[%s%s] %d/%d runs  eta %s  leaked handles %.0f  %s",
 		strings.Repeat("#", filled), strings.Repeat(".", width-filled), p.done, p.total, p.eta(), p.leak, p.cur)
+	if p.cur != "" {
+		line += fmt.Sprintf(" (%s)", time.Since(p.since).Round(time.Second))
+	}
 	fmt.Fprint(p.w, "\r\033[K"+fitLine(line, p.width))
 	p.drawn = true
 }
@@ -260,6 +292,10 @@ func termWidth(w io.Writer) int {
 }
 
 func (p *tuneProgress) end() {
+	if p.stop != nil {
+		close(p.stop)
+		<-p.stopped
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.drawn {
@@ -386,4 +422,12 @@ func spread(rs []*results.Run, key string) string {
 		return fmt.Sprintf("%.0f", lo)
 	}
 	return fmt.Sprintf("%.0f–%.0f", lo, hi)
+}
+
+// plural is "1 run" or "3 runs".
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
 }

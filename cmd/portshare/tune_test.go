@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/portshare/portshare/faults"
+	"github.com/portshare/portshare/scenarios"
 	"github.com/portshare/portshare/scenarios/results"
 	"github.com/portshare/portshare/sharer/config"
 	"github.com/portshare/portshare/sharer/testutil"
@@ -57,7 +59,7 @@ func TestTuneTinySweepEndToEnd(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "results")
 	code, stdout, stderr := cli("tune", file, "--out", out)
 	require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", stdout, stderr)
-	assert.Contains(t, stderr, "scenario tiny: 2 cells × 1 repetitions = 2 runs")
+	assert.Contains(t, stderr, "scenario tiny: 2 cells × 1 repetition = 2 runs")
 	assert.Contains(t, stdout, "dispatch_failure_policy=reclaim")
 
 	m, runs, err := results.ReadDir(out)
@@ -384,4 +386,78 @@ assert:
 	last := r.Samples[len(r.Samples)-1]
 	assert.Equal(t, 1, last.Workers, "the restarted worker registered again")
 	assert.FileExists(t, filepath.Join(out, "logs", "cell-000-rep-1", "worker-orders-1-r1.log"))
+}
+
+// Cells of one sweep run by separate invocations (machines) may share a
+// results directory; nothing already there is overwritten, and another
+// sweep is kept out.
+func TestTuneCellsIntoOneDirectory(t *testing.T) {
+	file := tuneEnv(t)
+	out := filepath.Join(t.TempDir(), "results")
+	short := []string{"--set", "load.duration=300ms"}
+	tune := func(args ...string) (int, string) {
+		code, _, stderr := cli(append(append([]string{"tune", file, "--out", out}, short...), args...)...)
+		return code, stderr
+	}
+	code, stderr := tune("--cell", "1")
+	require.Equal(t, 0, code, stderr)
+	code, stderr = tune("--cell", "1")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, stderr, "already holds cell 1, repetition 1")
+	code, stderr = tune("--cell", "0", "--cell", "0")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, stderr, "--cell 0 given twice")
+	code, stderr = tune("--cell", "0", "--seed", "2")
+	assert.Equal(t, 2, code, "another seed is another sweep")
+	assert.Contains(t, stderr, "results of another sweep")
+	code, stderr = tune()
+	assert.Equal(t, 2, code)
+	assert.Contains(t, stderr, "already holds results")
+	code, stderr = tune("--cell", "0")
+	require.Equal(t, 0, code, stderr)
+
+	m, runs, err := results.ReadDir(out)
+	require.NoError(t, err)
+	assert.Equal(t, []int{0, 1}, m.Only, "the manifest covers both invocations")
+	require.Len(t, runs, 2)
+	assert.Equal(t, m.Sweep, runs[0].Sweep)
+	assert.Len(t, m.Sweep, 16)
+}
+
+// On a terminal the bar redraws every second while a run goes on, and
+// stops redrawing at the end.
+func TestTuneProgressRedrawsDuringARun(t *testing.T) {
+	var buf syncBuffer
+	p := &tuneProgress{w: &buf, tty: true, width: 200}
+	p.Begin(&results.Manifest{Scenario: "s", Cells: make([]results.Cell, 2), Repetitions: 1}, 2)
+	p.RunStarted(scenarios.Cell{Index: 0, Values: []scenarios.Setting{{Key: "k", Value: "v"}}}, 1)
+	time.Sleep(1300 * time.Millisecond)
+	assert.GreaterOrEqual(t, strings.Count(buf.String(), "\r\033[K"), 2, "drawn at the start and again a second later")
+	assert.Contains(t, buf.String(), "0/2 runs")
+	assert.Contains(t, buf.String(), "cell 0 rep 1: k=v (1s)")
+	p.RunDone(&results.Run{Metrics: map[string]float64{"leaked_handles": 3}})
+	p.end()
+	assert.Contains(t, buf.String(), "1/2 runs")
+	assert.Contains(t, buf.String(), "leaked handles 3")
+	n := len(buf.String())
+	time.Sleep(1100 * time.Millisecond)
+	assert.Equal(t, n, len(buf.String()), "no redraw after the end")
+}
+
+// syncBuffer is a bytes.Buffer safe for the progress ticker's writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

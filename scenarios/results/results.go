@@ -31,6 +31,7 @@ const (
 type Manifest struct {
 	Format       string   `json:"format"`
 	Scenario     string   `json:"scenario"`
+	Sweep        string   `json:"sweep"` // fingerprint of the scenario text, --set, seed and repetitions
 	Description  string   `json:"description,omitempty"`
 	TimeScale    string   `json:"time_scale,omitempty"`
 	ScenarioFile string   `json:"scenario_file"`
@@ -89,6 +90,7 @@ type Machine struct {
 type Run struct {
 	Format     string              `json:"format"`
 	Scenario   string              `json:"scenario"`
+	Sweep      string              `json:"sweep"` // the manifest's: runs of one sweep only mix
 	Cell       int                 `json:"cell"`
 	Repetition int                 `json:"repetition"` // from 1
 	Label      string              `json:"label"`
@@ -148,14 +150,14 @@ type Sample struct {
 type FDCheck struct {
 	Baseline int    `json:"baseline"` // after the workers registered, before the load
 	After    int    `json:"after"`    // after the drain
-	Allowed  int    `json:"allowed"`  // Baseline less the control connections of workers gone since
+	Allowed  int    `json:"allowed"`  // Baseline less the control connections of workers gone since, plus connections still open
 	Checked  bool   `json:"checked"`
-	Note     string `json:"note,omitempty"` // why not checked
+	Note     string `json:"note,omitempty"` // why not checked, or which baseline (after a restart)
 }
 
 // Finding is an invariant that did not hold.
 type Finding struct {
-	Kind   string `json:"kind"` // ledger, fd, process, setup
+	Kind   string `json:"kind"` // ledger, fd, process, fault, setup
 	Detail string `json:"detail"`
 }
 
@@ -211,6 +213,8 @@ func ReadDir(dir string) (*Manifest, []*Run, error) {
 			return nil, nil, fmt.Errorf("%s: format %q, want %q", name, r.Format, RunFormat)
 		case r.Scenario != m.Scenario:
 			return nil, nil, fmt.Errorf("%s: a run of scenario %q, but the manifest is of %q", name, r.Scenario, m.Scenario)
+		case r.Sweep != m.Sweep:
+			return nil, nil, fmt.Errorf("%s: a run of another sweep of %s (other file text, --set, --seed or --repetitions): keep the runs of each sweep apart", name, m.Scenario)
 		case r.Cell < 0 || r.Cell >= len(m.Cells) || m.Cells[r.Cell].Label != r.Label:
 			return nil, nil, fmt.Errorf("%s: cell %d (%s) is not in the manifest's sweep: were the runs made with other --set flags?", name, r.Cell, r.Label)
 		}

@@ -66,6 +66,7 @@ func TestReadDirRefusesWhatIsNotItsSweep(t *testing.T) {
 		{"other scenario", func(_ *Manifest, r *Run) { r.Scenario = "t" }, `a run of scenario "t"`},
 		{"cell out of range", func(_ *Manifest, r *Run) { r.Cell = 5 }, "not in the manifest's sweep"},
 		{"other --set", func(_ *Manifest, r *Run) { r.Label = "policy=x" }, "other --set flags"},
+		{"other sweep", func(_ *Manifest, r *Run) { r.Sweep = "0123456789abcdef" }, "a run of another sweep of s"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()

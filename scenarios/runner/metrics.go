@@ -9,6 +9,7 @@ import (
 	hdr "github.com/HdrHistogram/hdrhistogram-go"
 
 	"github.com/portshare/portshare/loadgen"
+	"github.com/portshare/portshare/scenarios"
 	"github.com/portshare/portshare/scenarios/results"
 	"github.com/portshare/portshare/sharer/daemon"
 )
@@ -85,6 +86,9 @@ func (o *one) evaluate() {
 		run.Ledgers = append(run.Ledgers, results.Ledger{PID: pid, Accepted: st.Ledger.Accepted, Open: st.Ledger.Open, Outcomes: st.Ledger.Outcomes})
 	}
 	m := run.Metrics
+	for _, n := range scenarios.MetricNames {
+		m[n.Name] = 0 // every metric, zero or not, as the format promises
+	}
 	var hist *hdr.Histogram
 	for _, l := range run.Load {
 		if l == nil {

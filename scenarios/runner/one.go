@@ -41,6 +41,7 @@ type one struct {
 	s      *scenarios.Scenario
 	plan   *scenarios.Plan
 	rep    int
+	sweep  string        // the manifest's fingerprint
 	budget time.Duration // from starting the workers to the epoch
 	ready  time.Duration // how long the workers took to register
 
@@ -73,6 +74,7 @@ type one struct {
 	workerCount int // worker processes the run started
 
 	openAfterDrain int
+	registered     bool // every worker registered: the setup is over
 }
 
 // seed is the random seed of the n-th worker process or load (from 1)
@@ -80,7 +82,11 @@ type one struct {
 // where the scenario names no seed: each process draws its own, the same
 // in every cell (so cells differ by their settings, not by luck) and in
 // every sweep with the same Runner.Seed, and each repetition draws
-// afresh. (At most 256 workers and 16 loads: the ranges never meet.)
+// afresh. Workers take 1 to 256 and loads 501 to 516: they never meet.
+// loadSeeds is the first load's seed number, above every worker's (a
+// run has at most 256 workers).
+const loadSeeds = 501
+
 func (o *one) seed(n int) uint64 {
 	return (max(o.r.Seed, 1)-1)*1_000_000 + uint64(o.rep-1)*1000 + uint64(n)
 }
@@ -94,7 +100,7 @@ func (o *one) nextBudget() time.Duration {
 func (o *one) do(ctx context.Context) *results.Run {
 	c := o.plan.Cell
 	o.run = &results.Run{
-		Format: results.RunFormat, Scenario: o.s.Name, Cell: c.Index, Repetition: o.rep,
+		Format: results.RunFormat, Scenario: o.s.Name, Sweep: o.sweep, Cell: c.Index, Repetition: o.rep,
 		Label: c.Label(), Values: c.Values, Started: time.Now().UTC(),
 		Outcomes: map[string]int64{}, Metrics: map[string]float64{},
 	}
@@ -201,6 +207,9 @@ func (o *one) execute(ctx context.Context) (err error) {
 		return setupf("the workers did not register: %v (log: %s)", err, tail(filepath.Join(logs, "worker-"+o.plan.Workers[0].Name+"-1.log"), 2))
 	}
 	o.ready = time.Since(begin)
+	o.mu.Lock()
+	o.registered = true // from here a worker's exit is the run's, not the setup's
+	o.mu.Unlock()
 
 	// Baselines.
 	base, err := o.waitStatus(ctx, readyTimeout, func(*daemon.Status) bool { return true })
@@ -315,11 +324,11 @@ func (o *one) load(ctx context.Context, i int, l scenarios.Load, host string, po
 		return nil, nil
 	}
 	out := filepath.Join(logs, fmt.Sprintf("load-%d.json", i))
-	args := []string{"load", "--target", expandHost(l.Target, host, port), "--json", out,
+	args := []string{"load", "--target", scenarios.Expand(l.Target, host, port), "--json", out,
 		"--timeout", l.Timeout.String(), "--connect-timeout", l.ConnectTimeout.String()}
 	if l.Rate > 0 {
 		args = append(args, "--rate", strconv.FormatFloat(l.Rate, 'g', -1, 64), "--arrival", l.Arrival,
-			"--seed", strconv.FormatUint(o.seed(i+1), 10))
+			"--seed", strconv.FormatUint(o.seed(loadSeeds+i), 10))
 	} else {
 		args = append(args, "--concurrency", strconv.Itoa(l.Concurrency))
 	}
@@ -341,7 +350,7 @@ func (o *one) load(ctx context.Context, i int, l scenarios.Load, host string, po
 		args = append(args, "--new-connections")
 	}
 	if l.Connect != "" {
-		args = append(args, "--connect", expandHost(l.Connect, host, port))
+		args = append(args, "--connect", scenarios.Expand(l.Connect, host, port))
 	}
 	if l.Send != "" {
 		args = append(args, "--send", l.Send)
@@ -353,16 +362,21 @@ func (o *one) load(ctx context.Context, i int, l scenarios.Load, host string, po
 		args = append(args, "--hold", l.Hold.String())
 	}
 	for _, cf := range l.ClientFaults {
-		args = append(args, "--client-fault", cf.Spec.WithSeed(o.seed(i+1)).String(), "--client-fault-ratio", strconv.FormatFloat(cf.Ratio, 'g', -1, 64))
+		args = append(args, "--client-fault", cf.Spec.WithSeed(o.seed(loadSeeds+i)).String(), "--client-fault-ratio", strconv.FormatFloat(cf.Ratio, 'g', -1, 64))
 	}
 	c, err := o.st.start(fmt.Sprintf("load-%d", i), ns, args...)
 	if err != nil {
 		return nil, err
 	}
-	bound := l.Duration + l.Timeout + loadSlack
-	if l.Count > 0 {
-		bound = time.Hour
+	// How long the load may take before it is stopped as hung.
+	bound := l.Duration
+	switch {
+	case l.Count > 0 && l.Rate > 0:
+		bound = time.Duration(float64(l.Count) / l.Rate * float64(time.Second))
+	case l.Count > 0: // closed model: every session may take its timeout
+		bound = min(time.Duration(l.Count)*l.Timeout/time.Duration(l.Concurrency), time.Hour)
 	}
+	bound += l.Timeout + loadSlack
 	select {
 	case <-c.done:
 	case <-ctx.Done():
@@ -393,7 +407,10 @@ func (o *one) watch(w *child, g scenarios.WorkerGroup, i, n, restarts int) {
 		return
 	}
 	o.event(w.name, "worker-exit", fmt.Sprintf("pid %d: %s", w.pid(), exitText(w.err)))
-	if !slices.ContainsFunc(g.Faults, func(s faults.Spec) bool { return s.Name == "crash" }) {
+	o.mu.Lock()
+	registered := o.registered
+	o.mu.Unlock()
+	if registered && !slices.ContainsFunc(g.Faults, func(s faults.Spec) bool { return s.Name == "crash" }) {
 		o.finding("process", "%s (pid %d) exited on its own: %s", w.name, w.pid(), exitText(w.err))
 	}
 	if g.Restart == 0 {
@@ -430,7 +447,7 @@ func (o *one) startWorker(g scenarios.WorkerGroup, i, n, restarts int) (*child, 
 	args := []string{"worker", "--control-socket", o.socket, "--name", g.Name, "--mode", g.Mode,
 		"--max-inflight", strconv.Itoa(g.MaxInflight)}
 	for _, r := range g.Routes {
-		args = append(args, "--route", expand(r, o.port))
+		args = append(args, "--route", scenarios.Expand(r, "127.0.0.1", o.port))
 	}
 	faulty := false
 	for _, f := range g.Faults {
@@ -558,12 +575,6 @@ func (o *one) exitedWorker() *child {
 		}
 	}
 	return nil
-}
-
-func expand(s string, port int) string { return expandHost(s, "127.0.0.1", port) }
-
-func expandHost(s, host string, port int) string {
-	return scenarios.Expand(s, host, port)
 }
 
 // tempDir makes the run's directory for its control socket and

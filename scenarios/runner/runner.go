@@ -9,6 +9,9 @@ package runner
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -53,9 +56,12 @@ type Progress interface {
 // of a run outlives it.
 func (r *Runner) Run(ctx context.Context, s *scenarios.Scenario, only []int, set []string) (*results.Manifest, []*results.Run, error) {
 	cells := s.Cells()
-	for _, i := range only {
+	for k, i := range only {
 		if i < 0 || i >= len(cells) {
-			return nil, nil, fmt.Errorf("--cell %d: the scenario has cells 0 to %d", i, len(cells)-1)
+			return nil, nil, UsageError{fmt.Errorf("--cell %d: scenario %s has cells 0 to %d", i, s.Name, len(cells)-1)}
+		}
+		if slices.Contains(only[:k], i) {
+			return nil, nil, UsageError{fmt.Errorf("--cell %d given twice", i)}
 		}
 	}
 	// Namespaces and netem are checked once, before the sweep, rather
@@ -73,10 +79,10 @@ func (r *Runner) Run(ctx context.Context, s *scenarios.Scenario, only []int, set
 	if err := os.MkdirAll(r.Out, 0o755); err != nil {
 		return nil, nil, err
 	}
-	if old, _ := filepath.Glob(filepath.Join(r.Out, "cell-*-rep-*.json")); len(old) > 0 && len(only) == 0 {
-		return nil, nil, fmt.Errorf("%s already holds results (%s…): give another --out or remove them", r.Out, filepath.Base(old[0]))
-	}
 	m := r.manifest(s, cells, only, set)
+	if err := r.checkOut(m, s.Repetitions); err != nil {
+		return nil, nil, err
+	}
 	if err := results.WriteJSON(filepath.Join(r.Out, results.ManifestFile), m); err != nil {
 		return nil, nil, err
 	}
@@ -107,7 +113,7 @@ sweep:
 			if r.Progress != nil {
 				r.Progress.RunStarted(c, rep)
 			}
-			o := &one{r: r, s: s, plan: pl, rep: rep, budget: budget}
+			o := &one{r: r, s: s, plan: pl, rep: rep, sweep: m.Sweep, budget: budget}
 			run := o.do(ctx)
 			budget = o.nextBudget()
 			if ctx.Err() != nil {
@@ -132,11 +138,59 @@ sweep:
 	return m, runs, err
 }
 
+// UsageError is an error in what Run was asked to do (cells, the results
+// directory), as opposed to a failure while doing it.
+type UsageError struct{ error }
+
+func (e UsageError) Unwrap() error { return e.error }
+
+// checkOut makes sure the results directory takes this sweep without
+// losing anything: it is empty, or (for --cell) holds the same sweep
+// without the runs about to be made; m then covers the cells of both.
+func (r *Runner) checkOut(m *results.Manifest, reps int) error {
+	files, _ := filepath.Glob(filepath.Join(r.Out, "cell-*-rep-*.json"))
+	var old results.Manifest
+	b, err := os.ReadFile(filepath.Join(r.Out, results.ManifestFile))
+	switch {
+	case err == nil && json.Unmarshal(b, &old) == nil && old.Sweep == m.Sweep && len(m.Only) > 0:
+		for _, c := range m.Only {
+			for rep := 1; rep <= reps; rep++ {
+				if _, err := os.Stat(filepath.Join(r.Out, results.RunFile(c, rep))); err == nil {
+					return UsageError{fmt.Errorf("%s already holds cell %d, repetition %d: give another --out", r.Out, c, rep)}
+				}
+			}
+		}
+		// The same sweep, other cells: one manifest for all of them.
+		if len(old.Only) > 0 {
+			m.Only = append(old.Only, m.Only...)
+			slices.Sort(m.Only)
+		}
+		if !old.Started.IsZero() && old.Started.Before(m.Started) {
+			m.Started = old.Started
+		}
+	case err == nil && old.Sweep != m.Sweep:
+		return UsageError{fmt.Errorf("%s already holds results of another sweep: give another --out or remove them", r.Out)}
+	case err == nil || len(files) > 0:
+		return UsageError{fmt.Errorf("%s already holds results: give another --out (or --cell for cells it does not hold)", r.Out)}
+	}
+	return nil
+}
+
+// sweepID fingerprints what makes a sweep's runs comparable: the scenario
+// as written, the --set flags, the seed and the repetitions. Run files
+// carry it, so that runs of different sweeps are never read as one.
+func sweepID(s *scenarios.Scenario, set []string, seed uint64) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%q\x00%d\x00%d", s.Text, set, seed, s.Repetitions)
+	return hex.EncodeToString(h.Sum(nil))[:16]
+}
+
 func (r *Runner) manifest(s *scenarios.Scenario, cells []scenarios.Cell, only []int, set []string) *results.Manifest {
 	m := &results.Manifest{
 		Format: results.ManifestFormat, Scenario: s.Name, Description: s.Description, TimeScale: s.TimeScale,
 		ScenarioFile: s.File, ScenarioText: string(s.Text), Set: set, Repetitions: s.Repetitions, Only: only,
 		Machine: machine(), Sysctls: sysctls(), Version: r.Version, Seed: max(r.Seed, 1), Started: time.Now().UTC(),
+		Sweep: sweepID(s, set, max(r.Seed, 1)),
 	}
 	for _, a := range s.Axes {
 		ax := results.Axis{Key: a.Key, Values: a.Values}

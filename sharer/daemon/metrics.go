@@ -64,6 +64,7 @@ func newMetrics() *metrics {
 	}
 	m.dispatchFailures.WithLabelValues("timeout")
 	m.evictions.WithLabelValues("dispatch timeout")
+	m.evictions.WithLabelValues("hand-off failed")
 	m.protocolFailures.WithLabelValues("receive_timeout")
 	return m
 }
