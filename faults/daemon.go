@@ -126,7 +126,7 @@ func (in *Injector) Run(ctx context.Context, start time.Time) error {
 // run applies one fault: wait for at, apply, wait for the end (or ctx),
 // undo.
 func (in *Injector) run(ctx context.Context, start time.Time, s Spec) error {
-	if !sleepUntil(ctx, start.Add(s.At)) {
+	if !SleepUntil(ctx, start.Add(s.At)) {
 		return nil
 	}
 	if s.Name == "restart" {
@@ -149,7 +149,7 @@ func (in *Injector) run(ctx context.Context, start time.Time, s Spec) error {
 	}
 	in.log.Add(s, Start, detail)
 	if _, end, ok := window(s); ok {
-		sleepUntil(ctx, start.Add(end))
+		SleepUntil(ctx, start.Add(end))
 	} else {
 		<-ctx.Done()
 	}
@@ -220,8 +220,10 @@ func OpenFDs(pid int) (int, error) {
 	return len(ents), nil
 }
 
-// sleepUntil waits until t or ctx is done; false if ctx ended it.
-func sleepUntil(ctx context.Context, t time.Time) bool {
+// SleepUntil waits until t or until ctx is done, and reports whether t
+// came: faults and whoever times things beside them (the scenario
+// runner's loads) wait the same way.
+func SleepUntil(ctx context.Context, t time.Time) bool {
 	d := time.Until(t)
 	if d <= 0 {
 		return ctx.Err() == nil

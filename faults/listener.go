@@ -174,7 +174,7 @@ func (l *Listener) die(s Spec, why string) {
 func (l *Listener) elapsed() time.Duration { return time.Since(l.start) }
 
 // wait sleeps d, or until Close; false after Close.
-func (l *Listener) wait(d time.Duration) bool { return sleepUntil(l.closed, time.Now().Add(d)) }
+func (l *Listener) wait(d time.Duration) bool { return SleepUntil(l.closed, time.Now().Add(d)) }
 
 // blocked returns how long Accept must wait before it may accept, and
 // whether that is for good.

@@ -130,7 +130,7 @@ func (d *daemonProc) Restart(downtime time.Duration) error {
 		}
 	}
 	d.o.event("runner", "daemon-stopped", fmt.Sprintf("pid %d", old.pid()))
-	if !sleepCtx(d.ctx, time.Now().Add(downtime)) {
+	if !faults.SleepUntil(d.ctx, time.Now().Add(downtime)) {
 		return d.ctx.Err()
 	}
 	if err := d.start(d.ctx, fmt.Sprintf("daemon-%d", gen+1)); err != nil {

@@ -228,7 +228,7 @@ func (o *one) execute(ctx context.Context) (err error) {
 	go func() { defer close(sampled); o.sample(sctx, epoch) }()
 	defer func() { stopSampling(); <-sampled }()
 
-	if !sleepCtx(ctx, epoch) {
+	if !faults.SleepUntil(ctx, epoch) {
 		return ctx.Err()
 	}
 	if late := time.Since(epoch); late > 50*time.Millisecond {
@@ -320,7 +320,7 @@ func (o *one) execute(ctx context.Context) (err error) {
 
 // load runs one load process from epoch + its at, and reads its result.
 func (o *one) load(ctx context.Context, i int, l scenarios.Load, host string, port int, ns, logs string, epoch time.Time) (*loadgen.Result, error) {
-	if !sleepCtx(ctx, epoch.Add(l.At)) {
+	if !faults.SleepUntil(ctx, epoch.Add(l.At)) {
 		return nil, nil
 	}
 	out := filepath.Join(logs, fmt.Sprintf("load-%d.json", i))

@@ -255,22 +255,6 @@ func machine() results.Machine {
 	return m
 }
 
-// sleepCtx waits until t or until ctx ends; it reports whether t came.
-func sleepCtx(ctx context.Context, t time.Time) bool {
-	d := time.Until(t)
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	tm := time.NewTimer(d)
-	defer tm.Stop()
-	select {
-	case <-tm.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
-
 // setupError marks a run that could not start.
 type setupError struct{ msg string }
 
