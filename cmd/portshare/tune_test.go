@@ -162,19 +162,11 @@ func TestTuneInterruptLeavesNothingBehind(t *testing.T) {
 					t.Skip(err)
 				}
 			}
-			dir := t.TempDir()
 			scenario := strings.Replace(tinyScenario, "duration: 1s", "duration: 30s", 1)
 			if netns {
 				scenario += "netns: true\n"
 			}
-			file := filepath.Join(dir, "long.yaml")
-			require.NoError(t, os.WriteFile(file, []byte(scenario), 0o644))
-			// A short TMPDIR of its own, so the run's socket lives in it.
-			tmp, err := os.MkdirTemp("/tmp", "pst")
-			require.NoError(t, err)
-			t.Cleanup(func() { os.RemoveAll(tmp) })
-			out := filepath.Join(dir, "results")
-			p := testutil.Start(t, []string{"TMPDIR=" + tmp}, "tune", file, "--out", out)
+			p, tmp, out := startTune(t, scenario)
 			testutil.Eventually(t, 30*time.Second, func() bool {
 				return fileExists(filepath.Join(out, "logs", "cell-000-rep-1", "load-0.log"))
 			}, "the first run's load started")
@@ -200,6 +192,21 @@ func TestTuneInterruptLeavesNothingBehind(t *testing.T) {
 			}
 		})
 	}
+}
+
+// startTune starts `portshare tune` on scenario as a child process with
+// a short TMPDIR of its own (so the run's socket lives in it), and returns
+// it with that directory and its results directory.
+func startTune(t *testing.T, scenario string) (p *testutil.Proc, tmp, out string) {
+	t.Helper()
+	dir := t.TempDir()
+	file := filepath.Join(dir, "long.yaml")
+	require.NoError(t, os.WriteFile(file, []byte(scenario), 0o644))
+	tmp, err := os.MkdirTemp("/tmp", "pst")
+	require.NoError(t, err)
+	t.Cleanup(func() { os.RemoveAll(tmp) })
+	out = filepath.Join(dir, "results")
+	return testutil.Start(t, []string{"TMPDIR=" + tmp}, "tune", file, "--out", out), tmp, out
 }
 
 func fileExists(path string) bool { _, err := os.Stat(path); return err == nil }
@@ -287,16 +294,9 @@ func TestTuneDaemonRestart(t *testing.T) {
 // Ctrl-C during a restart's downtime stops the run at once: the restart
 // does not wait out its downtime nor start a daemon nobody needs.
 func TestTuneInterruptDuringRestart(t *testing.T) {
-	dir := t.TempDir()
 	scenario := strings.Replace(restartScenario, "for=200ms", "for=60s", 1)
 	scenario = strings.Replace(scenario, "duration: 3s", "duration: 60s", 1)
-	file := filepath.Join(dir, "long.yaml")
-	require.NoError(t, os.WriteFile(file, []byte(scenario), 0o644))
-	tmp, err := os.MkdirTemp("/tmp", "pst")
-	require.NoError(t, err)
-	t.Cleanup(func() { os.RemoveAll(tmp) })
-	out := filepath.Join(dir, "results")
-	p := testutil.Start(t, []string{"TMPDIR=" + tmp}, "tune", file, "--out", out)
+	p, tmp, out := startTune(t, scenario)
 	log := filepath.Join(out, "logs", "cell-000-rep-1", "daemon.log")
 	testutil.Eventually(t, 30*time.Second, func() bool {
 		b, _ := os.ReadFile(log)
