@@ -5,11 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net"
 	"regexp"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -18,6 +18,7 @@ import (
 
 	"github.com/portshare/portshare/faults"
 	"github.com/portshare/portshare/loadgen"
+	"github.com/portshare/portshare/sharer/config"
 	"github.com/portshare/portshare/sharer/route"
 )
 
@@ -258,14 +259,14 @@ func (p *parser) scenario(data []byte) (*Scenario, error) {
 // and repeated keys are errors, and so are missing required ones.
 func (p *parser) mapping(n *yaml.Node, what string, handlers map[string]func(*yaml.Node) error, required ...string) error {
 	if n.Kind != yaml.MappingNode {
-		return p.errf(n, "%s: want a mapping of keys (%s)", what, strings.Join(sortedKeys(handlers), ", "))
+		return p.errf(n, "%s: want a mapping of keys (%s)", what, strings.Join(slices.Sorted(maps.Keys(handlers)), ", "))
 	}
 	seen := map[string]int{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		h, ok := handlers[k.Value]
 		if !ok {
-			return p.errf(k, "%s: unknown key %q (known keys: %s)", what, k.Value, strings.Join(sortedKeys(handlers), ", "))
+			return p.errf(k, "%s: unknown key %q (known keys: %s)", what, k.Value, strings.Join(slices.Sorted(maps.Keys(handlers)), ", "))
 		}
 		if prev, dup := seen[k.Value]; dup {
 			return p.errf(k, "%s: key %q given twice (first on line %d)", what, k.Value, prev)
@@ -287,32 +288,23 @@ func (p *parser) mapping(n *yaml.Node, what string, handlers map[string]func(*ya
 	return nil
 }
 
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
-
 func (p *parser) str(n *yaml.Node) (string, error) {
 	if n.Kind != yaml.ScalarNode || n.Tag == "!!null" {
-		return "", fmt.Errorf("want a string, got %s", describe(n))
+		return "", fmt.Errorf("want a string, got %s", config.Describe(n))
 	}
 	return n.Value, nil
 }
 
 func (p *parser) boolean(n *yaml.Node) (bool, error) {
 	if n.Kind != yaml.ScalarNode || n.Tag != "!!bool" {
-		return false, fmt.Errorf("want true or false, got %s", describe(n))
+		return false, fmt.Errorf("want true or false, got %s", config.Describe(n))
 	}
 	return n.Value == "true", nil
 }
 
 func (p *parser) intRange(n *yaml.Node, lo, hi int) (int, error) {
 	if n.Kind != yaml.ScalarNode || n.Tag != "!!int" {
-		return 0, fmt.Errorf("want an integer, got %s", describe(n))
+		return 0, fmt.Errorf("want an integer, got %s", config.Describe(n))
 	}
 	v, err := strconv.Atoi(n.Value)
 	if err != nil || v < lo || v > hi {
@@ -323,7 +315,7 @@ func (p *parser) intRange(n *yaml.Node, lo, hi int) (int, error) {
 
 func (p *parser) number(n *yaml.Node, lo, hi float64) (float64, error) {
 	if n.Kind != yaml.ScalarNode || (n.Tag != "!!int" && n.Tag != "!!float") {
-		return 0, fmt.Errorf("want a number, got %s", describe(n))
+		return 0, fmt.Errorf("want a number, got %s", config.Describe(n))
 	}
 	v, err := strconv.ParseFloat(n.Value, 64)
 	if err != nil || math.IsNaN(v) || v < lo || v > hi {
@@ -334,7 +326,7 @@ func (p *parser) number(n *yaml.Node, lo, hi float64) (float64, error) {
 
 func (p *parser) duration(n *yaml.Node, lo, hi time.Duration) (time.Duration, error) {
 	if n.Kind != yaml.ScalarNode {
-		return 0, fmt.Errorf("want a duration such as 8s or 250ms, got %s", describe(n))
+		return 0, fmt.Errorf("want a duration such as 8s or 250ms, got %s", config.Describe(n))
 	}
 	d, err := time.ParseDuration(n.Value)
 	if err != nil {
@@ -352,7 +344,7 @@ func (p *parser) strList(n *yaml.Node) ([]string, error) {
 		return []string{s}, err
 	}
 	if n.Kind != yaml.SequenceNode {
-		return nil, fmt.Errorf("want a list of strings, got %s", describe(n))
+		return nil, fmt.Errorf("want a list of strings, got %s", config.Describe(n))
 	}
 	var out []string
 	for _, e := range n.Content {
@@ -367,7 +359,7 @@ func (p *parser) strList(n *yaml.Node) ([]string, error) {
 
 func (p *parser) faultList(n *yaml.Node, what string, kinds ...faults.Kind) ([]faults.Spec, error) {
 	if n.Kind != yaml.SequenceNode {
-		return nil, fmt.Errorf("want a list of %s fault specs, got %s", what, describe(n))
+		return nil, fmt.Errorf("want a list of %s fault specs, got %s", what, config.Describe(n))
 	}
 	var out []faults.Spec
 	for _, e := range n.Content {
@@ -411,19 +403,6 @@ func parseFault(text string, kinds ...faults.Kind) (faults.Spec, error) {
 		known = append(known, fmt.Sprintf("%s faults are %s", k, strings.Join(faults.Names(k), ", ")))
 	}
 	return faults.Spec{}, fmt.Errorf("fault %q: unknown name; %s", text, strings.Join(known, "; "))
-}
-
-func describe(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.SequenceNode:
-		return "a list"
-	case yaml.MappingNode:
-		return "a mapping"
-	}
-	if n.Tag == "!!null" {
-		return "nothing"
-	}
-	return strconv.Quote(n.Value)
 }
 
 func (p *parser) workers(s *Scenario, n *yaml.Node) error {
@@ -645,7 +624,7 @@ func Expand(s, host string, port int) string {
 
 func (p *parser) clientFaults(n *yaml.Node) ([]ClientFault, error) {
 	if n.Kind != yaml.SequenceNode {
-		return nil, fmt.Errorf("want a list of {spec, ratio}, got %s", describe(n))
+		return nil, fmt.Errorf("want a list of {spec, ratio}, got %s", config.Describe(n))
 	}
 	var out []ClientFault
 	sum := 0.0
@@ -763,7 +742,7 @@ func (p *parser) whereHandlers(s *Scenario, a *Assertion) map[string]func(*yaml.
 		}
 		add(ax.Key, func(n *yaml.Node) (string, error) {
 			if n.Kind != yaml.ScalarNode || !slices.Contains(ax.Values, n.Value) {
-				return "", fmt.Errorf("want one of the presets %s, got %s", strings.Join(ax.Values, ", "), describe(n))
+				return "", fmt.Errorf("want one of the presets %s, got %s", strings.Join(ax.Values, ", "), config.Describe(n))
 			}
 			return n.Value, nil
 		})

@@ -4,7 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"sort"
+	"maps"
+	"slices"
 	"text/tabwriter"
 	"time"
 
@@ -81,7 +82,7 @@ func printStatus(w io.Writer, st *daemon.Status) {
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "\ncounters:")
-	for _, name := range sortedKeys(st.Counters) {
+	for _, name := range slices.Sorted(maps.Keys(st.Counters)) {
 		if name == "connection_outcomes_total" || name == "listen_queue" || name == "listen_backlog" {
 			continue // the ledger line and the listening table above
 		}
@@ -90,19 +91,10 @@ func printStatus(w io.Writer, st *daemon.Status) {
 		case float64:
 			fmt.Fprintf(w, " %g", v)
 		case map[string]any:
-			for _, label := range sortedKeys(v) {
+			for _, label := range slices.Sorted(maps.Keys(v)) {
 				fmt.Fprintf(w, " %s=%v", label, v[label])
 			}
 		}
 		fmt.Fprintln(w)
 	}
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

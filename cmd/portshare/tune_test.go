@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -427,7 +426,7 @@ func TestTuneCellsIntoOneDirectory(t *testing.T) {
 // On a terminal the bar redraws every second while a run goes on, and
 // stops redrawing at the end.
 func TestTuneProgressRedrawsDuringARun(t *testing.T) {
-	var buf syncBuffer
+	var buf testutil.Buffer
 	p := &tuneProgress{w: &buf, tty: true, width: 200}
 	p.Begin(&results.Manifest{Scenario: "s", Cells: make([]results.Cell, 2), Repetitions: 1}, 2)
 	p.RunStarted(scenarios.Cell{Index: 0, Values: []scenarios.Setting{{Key: "k", Value: "v"}}}, 1)
@@ -442,22 +441,4 @@ func TestTuneProgressRedrawsDuringARun(t *testing.T) {
 	n := len(buf.String())
 	time.Sleep(1100 * time.Millisecond)
 	assert.Equal(t, n, len(buf.String()), "no redraw after the end")
-}
-
-// syncBuffer is a bytes.Buffer safe for the progress ticker's writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -206,7 +206,7 @@ func durationField(dst func(*Config) *time.Duration, min time.Duration) field {
 func intField(dst func(*Config) *int, min, max int) field {
 	return field{func(c *Config, n *yaml.Node) error {
 		if n.Kind != yaml.ScalarNode || n.Tag != "!!int" {
-			return fmt.Errorf("want an integer, got %s", describe(n))
+			return fmt.Errorf("want an integer, got %s", Describe(n))
 		}
 		v, err := strconv.Atoi(n.Value)
 		if err != nil || v < min || v > max {
@@ -220,7 +220,7 @@ func intField(dst func(*Config) *int, min, max int) field {
 func stringField(dst func(*Config) *string, check func(string) error) field {
 	return field{func(c *Config, n *yaml.Node) error {
 		if n.Kind != yaml.ScalarNode || n.Tag != "!!str" {
-			return fmt.Errorf("want a string, got %s", describe(n))
+			return fmt.Errorf("want a string, got %s", Describe(n))
 		}
 		if check != nil {
 			if err := check(n.Value); err != nil {
@@ -232,14 +232,18 @@ func stringField(dst func(*Config) *string, check func(string) error) field {
 	}}
 }
 
-// describe names a value for an error message: a scalar by its text, a
-// list or mapping by its kind (their text is empty, and `got ""` misleads).
-func describe(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.SequenceNode:
+// Describe names a YAML value for an error message: a scalar by its
+// text, a list or mapping by its kind and an empty value as nothing (their
+// text is empty, and `got ""` misleads). Other readers of YAML files
+// (scenarios) name values the same way.
+func Describe(n *yaml.Node) string {
+	switch {
+	case n.Kind == yaml.SequenceNode:
 		return "a list"
-	case yaml.MappingNode:
+	case n.Kind == yaml.MappingNode:
 		return "a mapping"
+	case n.Tag == "!!null":
+		return "nothing"
 	}
 	return strconv.Quote(n.Value)
 }
