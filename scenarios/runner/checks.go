@@ -13,16 +13,16 @@ import (
 // process's, taken once every worker registered again.
 func (o *one) checkFDs(st *daemon.Status) {
 	o.mu.Lock()
-	b, restarted := o.base, o.restarts > 0
+	base, restarted := o.fdBase, o.restarts > 0
 	o.mu.Unlock()
-	base, workersAtBase := b.fds, b.workers
+	workersAtBase := o.workerCount
 	fc := &o.run.FDs
 	fc.Baseline = base
 	allowed := func(st *daemon.Status) int {
 		return base - max(workersAtBase-len(st.Workers), 0) + int(min(st.Ledger.Open, st.Ledger.Accepted))
 	}
 	fc.Allowed = allowed(st)
-	if !b.ok {
+	if base < 0 {
 		fc.Note = "the daemon was restarted and its workers did not all register again: no baseline for the new process"
 		fc.After = o.d.fds()
 		return

@@ -19,8 +19,6 @@ import (
 // process.
 type daemonProc struct {
 	o   *one
-	ctx context.Context // the run's: a restart under way ends with it
-	ns  string
 	cfg string
 
 	mu     sync.Mutex
@@ -76,7 +74,7 @@ func (d *daemonProc) settledFDs() int {
 
 // start runs a daemon and waits until it answers status.
 func (d *daemonProc) start(ctx context.Context, name string) error {
-	c, err := d.o.st.start(name, d.ns, "serve", "--config", d.cfg)
+	c, err := d.o.st.start(name, d.o.daemonNS, "serve", "--config", d.cfg)
 	if err != nil {
 		return err
 	}
@@ -94,7 +92,7 @@ func (d *daemonProc) start(ctx context.Context, name string) error {
 
 // Restart stops the daemon with SIGTERM (its last status kept for the
 // ledger), waits downtime and starts another; the workers register again
-// by themselves. It gives up when the run's context ends (Ctrl-C), so
+// by themselves. It gives up when the run stops being live (Ctrl-C), so
 // that the teardown does not wait for a downtime and a start nobody
 // needs; whatever it started is the current daemon, which the teardown
 // stops.
@@ -115,7 +113,7 @@ func (d *daemonProc) Restart(downtime time.Duration) error {
 	}
 	d.o.mu.Lock()
 	d.o.restarts++ // the old process is going: its fd baseline with it
-	d.o.base.ok = false
+	d.o.fdBase = -1
 	d.o.mu.Unlock()
 	if err := old.stop(syscall.SIGTERM, stopGrace); err != nil {
 		return fmt.Errorf("the daemon exited with %s on SIGTERM", exitText(err))
@@ -130,24 +128,24 @@ func (d *daemonProc) Restart(downtime time.Duration) error {
 		}
 	}
 	d.o.event("runner", "daemon-stopped", fmt.Sprintf("pid %d", old.pid()))
-	if !faults.SleepUntil(d.ctx, time.Now().Add(downtime)) {
-		return d.ctx.Err()
+	if !faults.SleepUntil(d.o.live, time.Now().Add(downtime)) {
+		return d.o.live.Err()
 	}
-	if err := d.start(d.ctx, fmt.Sprintf("daemon-%d", gen+1)); err != nil {
+	if err := d.start(d.o.live, fmt.Sprintf("daemon-%d", gen+1)); err != nil {
 		return err
 	}
 	d.o.event("runner", "daemon-started", fmt.Sprintf("pid %d", d.pid()))
-	go d.rebase(gen)
+	// Tracked with the watchers, so that it has ended (with the run's
+	// liveness) before the run is evaluated.
+	d.o.watchers.Go(func() { d.rebase(gen) })
 	return nil
 }
 
 // rebase takes the new daemon's fd baseline once every worker registered
 // again, unless another restart came first or the run ends.
 func (d *daemonProc) rebase(gen int) {
-	d.o.mu.Lock()
 	want := d.o.workerCount
-	d.o.mu.Unlock()
-	if _, err := d.o.waitStatus(d.ctx, readyTimeout, func(st *daemon.Status) bool { return len(st.Workers) >= want }); err != nil {
+	if _, err := d.o.waitStatus(d.o.live, readyTimeout, func(st *daemon.Status) bool { return len(st.Workers) >= want }); err != nil {
 		return
 	}
 	fds := d.settledFDs()
@@ -157,7 +155,7 @@ func (d *daemonProc) rebase(gen int) {
 	d.o.mu.Lock()
 	defer d.o.mu.Unlock()
 	if same && fds >= 0 {
-		d.o.base.fds, d.o.base.workers, d.o.base.ok = fds, want, true
+		d.o.fdBase = fds
 	}
 }
 

@@ -41,7 +41,7 @@ func (o *one) totals(f func(*daemon.Status) uint64) uint64 {
 }
 
 // sample records the daemon's state every sampleEvery until ctx ends.
-func (o *one) sample(ctx context.Context, epoch time.Time) {
+func (o *one) sample(ctx context.Context) {
 	tick := time.NewTicker(sampleEvery)
 	defer tick.Stop()
 	for {
@@ -51,7 +51,7 @@ func (o *one) sample(ctx context.Context, epoch time.Time) {
 		// could include it.
 		fds := o.d.fds()
 		if st, err := o.status(statusTimeout); err == nil {
-			s := results.Sample{T: now.Sub(epoch).Seconds(), PID: st.PID, Pending: st.Pending, Queued: st.Queued,
+			s := results.Sample{T: now.Sub(o.epoch).Seconds(), PID: st.PID, Pending: st.Pending, Queued: st.Queued,
 				Inflight: st.Inflight, Workers: len(st.Workers), Open: st.Ledger.Open, FDs: fds}
 			for _, q := range st.Listen {
 				s.ListenQueue += q.Queued

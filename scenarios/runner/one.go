@@ -50,32 +50,40 @@ type one struct {
 	d      *daemonProc
 	socket string
 
+	// Where the run's processes run and what they share, set once the
+	// daemon is up.
+	port               int
+	host               string // where the loads connect: the daemon's address
+	daemonNS, clientNS string // "" without namespaces
+	epoch              time.Time
+	workerCount        int // worker processes the run started
+
+	// live ends when the run's context does or its teardown begins:
+	// nothing new (a worker restart, a daemon restart's start, a new fd
+	// baseline) is begun after that.
+	live     context.Context
+	endLive  context.CancelFunc
+	watchers sync.WaitGroup // each worker's watch, and fd baselines after restarts
+
 	mu       sync.Mutex
 	workers  []*child
-	watchers sync.WaitGroup // one watch per worker; teardown waits for them
-	tearing  chan struct{}  // closed when teardown begins
-
-	// Where the workers run, for restarts.
-	ns       string
-	port     int
-	epoch    time.Time
 	final    map[int]*daemon.Status // each daemon process's last status
 	order    []int                  // daemon pids in start order
 	samples  []results.Sample
 	events   []faults.Event
 	restarts int
-	// base is the fd check's baseline: the daemon's descriptors and
-	// registered workers before the load, or after the last restart once
-	// every worker registered again (ok false until then).
-	base struct {
-		fds, workers int
-		ok           bool
-	}
-	workerCount int // worker processes the run started
+	// fdBase is the fd check's baseline: the daemon's descriptors with
+	// every worker registered, before the load or after the last restart
+	// (-1 while a restarted daemon has none yet).
+	fdBase int
 
 	openAfterDrain int
 	registered     bool // every worker registered: the setup is over
 }
+
+// loadSeeds is the first load's seed number, above every worker's (a
+// run has at most 256 workers).
+const loadSeeds = 501
 
 // seed is the random seed of the n-th worker process or load (from 1)
 // of this repetition, for the draws a fault or the Poisson arrivals make
@@ -83,10 +91,6 @@ type one struct {
 // in every cell (so cells differ by their settings, not by luck) and in
 // every sweep with the same Runner.Seed, and each repetition draws
 // afresh. Workers take 1 to 256 and loads 501 to 516: they never meet.
-// loadSeeds is the first load's seed number, above every worker's (a
-// run has at most 256 workers).
-const loadSeeds = 501
-
 func (o *one) seed(n int) uint64 {
 	return (max(o.r.Seed, 1)-1)*1_000_000 + uint64(o.rep-1)*1000 + uint64(n)
 }
@@ -106,7 +110,8 @@ func (o *one) do(ctx context.Context) *results.Run {
 	}
 	o.run.Host, _ = os.Hostname()
 	o.final = map[int]*daemon.Status{}
-	o.tearing = make(chan struct{})
+	o.live, o.endLive = context.WithCancel(ctx)
+	defer o.endLive()
 	err := o.execute(ctx)
 	if err != nil && ctx.Err() == nil {
 		o.run.Error = err.Error()
@@ -141,7 +146,7 @@ func (o *one) execute(ctx context.Context) (err error) {
 		return err
 	}
 	o.st = &starter{exe: o.r.Exe, env: o.r.Env, logs: logs}
-	listen, host, daemonNS, clientNS := "127.0.0.1", "127.0.0.1", "", ""
+	o.host = "127.0.0.1"
 	if o.s.Netns {
 		n, err := faults.NewNetns()
 		if err != nil {
@@ -149,20 +154,19 @@ func (o *one) execute(ctx context.Context) (err error) {
 		}
 		defer n.Close()
 		o.st.netns = n
-		listen, host = n.DaemonAddr().String(), n.DaemonAddr().String()
-		daemonNS, clientNS = n.Daemon(), n.Client()
+		o.host = n.DaemonAddr().String()
+		o.daemonNS, o.clientNS = n.Daemon(), n.Client()
 	}
-	port, err := freePort()
-	if err != nil {
+	if o.port, err = freePort(); err != nil {
 		return err
 	}
-	o.run.Port = port
+	o.run.Port = o.port
 	o.socket = filepath.Join(tmp, "portshare.sock")
 	cfg := filepath.Join(tmp, "portshare.yaml")
-	if err := os.WriteFile(cfg, o.plan.ConfigYAML(o.socket, []string{listen}), 0o644); err != nil {
+	if err := os.WriteFile(cfg, o.plan.ConfigYAML(o.socket, []string{o.host}), 0o644); err != nil {
 		return err
 	}
-	o.d = &daemonProc{o: o, ctx: ctx, ns: daemonNS, cfg: cfg}
+	o.d = &daemonProc{o: o, cfg: cfg}
 	// Teardown is due from the moment the daemon is started: a daemon that
 	// never answers (or a Ctrl-C while it starts) must not outlive the run.
 	defer o.teardown()
@@ -180,10 +184,9 @@ func (o *one) execute(ctx context.Context) (err error) {
 
 	// Workers, with the epoch their faults count from.
 	begin := time.Now()
-	epoch := begin.Add(o.budget)
-	o.run.Epoch = epoch.UTC()
+	o.epoch = begin.Add(o.budget)
+	o.run.Epoch = o.epoch.UTC()
 	total := 0
-	o.ns, o.port, o.epoch = daemonNS, port, epoch
 	for _, g := range o.plan.Workers {
 		for i := 1; i <= g.Count; i++ {
 			total++
@@ -211,27 +214,23 @@ func (o *one) execute(ctx context.Context) (err error) {
 	o.registered = true // from here a worker's exit is the run's, not the setup's
 	o.mu.Unlock()
 
-	// Baselines.
-	base, err := o.waitStatus(ctx, readyTimeout, func(*daemon.Status) bool { return true })
-	if err != nil {
-		return err
-	}
+	// Baselines, with every worker registered.
+	o.workerCount = total
 	fdBase := o.d.settledFDs()
 	o.mu.Lock()
-	o.base.fds, o.base.workers, o.base.ok = fdBase, len(base.Workers), true
-	o.workerCount = total
+	o.fdBase = fdBase
 	o.mu.Unlock()
 	tcpBefore, tcpErr := faults.ReadTCPExt(o.d.pid())
 
 	sctx, stopSampling := context.WithCancel(ctx)
 	sampled := make(chan struct{})
-	go func() { defer close(sampled); o.sample(sctx, epoch) }()
+	go func() { defer close(sampled); o.sample(sctx) }()
 	defer func() { stopSampling(); <-sampled }()
 
-	if !faults.SleepUntil(ctx, epoch) {
+	if !faults.SleepUntil(ctx, o.epoch) {
 		return ctx.Err()
 	}
-	if late := time.Since(epoch); late > 50*time.Millisecond {
+	if late := time.Since(o.epoch); late > 50*time.Millisecond {
 		o.event("runner", "late-start", fmt.Sprintf("the load started %s after the epoch: the workers took %s to register", late.Round(time.Millisecond), o.ready.Round(time.Millisecond)))
 	}
 
@@ -246,7 +245,7 @@ func (o *one) execute(ctx context.Context) (err error) {
 			stopFaults()
 			return setupf("%v", err)
 		}
-		go func() { faultsDone <- inj.Run(fctx, epoch) }()
+		go func() { faultsDone <- inj.Run(fctx, o.epoch) }()
 	} else {
 		faultsDone <- nil
 	}
@@ -254,7 +253,7 @@ func (o *one) execute(ctx context.Context) (err error) {
 	var wg sync.WaitGroup
 	var loadErrs = make([]error, len(o.plan.Load))
 	for i, l := range o.plan.Load {
-		wg.Go(func() { o.run.Load[i], loadErrs[i] = o.load(ctx, i, l, host, port, clientNS, logs, epoch) })
+		wg.Go(func() { o.run.Load[i], loadErrs[i] = o.load(ctx, i, l) })
 	}
 	wg.Wait()
 	stopFaults()
@@ -276,7 +275,7 @@ func (o *one) execute(ctx context.Context) (err error) {
 	}
 
 	// Drain, then the ledger and descriptor checks.
-	drained, derr := o.waitStatus(ctx, o.s.Drain, func(st *daemon.Status) bool {
+	_, derr := o.waitStatus(ctx, o.s.Drain, func(st *daemon.Status) bool {
 		return st.Ledger.Open == 0 && st.Pending == 0 && st.Queued == 0
 	})
 	stopSampling()
@@ -302,7 +301,7 @@ func (o *one) execute(ctx context.Context) (err error) {
 		for _, msg := range unbalanced {
 			o.finding("ledger", "the ledger does not balance: %s", msg)
 		}
-		if derr != nil || drained == nil {
+		if derr != nil {
 			// Not a finding: compat's queued connections never expire,
 			// so a slow worker can hold them past any drain.
 			o.event("runner", "drain-incomplete", fmt.Sprintf("%d connections still open (%d pending, %d queued) %s after the load", l.Open, final.Pending, final.Queued, o.s.Drain))
@@ -319,12 +318,13 @@ func (o *one) execute(ctx context.Context) (err error) {
 }
 
 // load runs one load process from epoch + its at, and reads its result.
-func (o *one) load(ctx context.Context, i int, l scenarios.Load, host string, port int, ns, logs string, epoch time.Time) (*loadgen.Result, error) {
-	if !faults.SleepUntil(ctx, epoch.Add(l.At)) {
+func (o *one) load(ctx context.Context, i int, l scenarios.Load) (*loadgen.Result, error) {
+	if !faults.SleepUntil(ctx, o.epoch.Add(l.At)) {
 		return nil, nil
 	}
+	logs := o.st.logs
 	out := filepath.Join(logs, fmt.Sprintf("load-%d.json", i))
-	args := []string{"load", "--target", scenarios.Expand(l.Target, host, port), "--json", out,
+	args := []string{"load", "--target", scenarios.Expand(l.Target, o.host, o.port), "--json", out,
 		"--timeout", l.Timeout.String(), "--connect-timeout", l.ConnectTimeout.String()}
 	if l.Rate > 0 {
 		args = append(args, "--rate", strconv.FormatFloat(l.Rate, 'g', -1, 64), "--arrival", l.Arrival,
@@ -350,7 +350,7 @@ func (o *one) load(ctx context.Context, i int, l scenarios.Load, host string, po
 		args = append(args, "--new-connections")
 	}
 	if l.Connect != "" {
-		args = append(args, "--connect", scenarios.Expand(l.Connect, host, port))
+		args = append(args, "--connect", scenarios.Expand(l.Connect, o.host, o.port))
 	}
 	if l.Send != "" {
 		args = append(args, "--send", l.Send)
@@ -364,7 +364,7 @@ func (o *one) load(ctx context.Context, i int, l scenarios.Load, host string, po
 	for _, cf := range l.ClientFaults {
 		args = append(args, "--client-fault", cf.Spec.WithSeed(o.seed(loadSeeds+i)).String(), "--client-fault-ratio", strconv.FormatFloat(cf.Ratio, 'g', -1, 64))
 	}
-	c, err := o.st.start(fmt.Sprintf("load-%d", i), ns, args...)
+	c, err := o.st.start(fmt.Sprintf("load-%d", i), o.clientNS, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -417,7 +417,7 @@ func (o *one) watch(w *child, g scenarios.WorkerGroup, i, n, restarts int) {
 		return
 	}
 	select {
-	case <-o.tearing:
+	case <-o.live.Done():
 		return
 	case <-time.After(g.Restart):
 	}
@@ -464,12 +464,10 @@ func (o *one) startWorker(g scenarios.WorkerGroup, i, n, restarts int) (*child, 
 	// workers, so that none starts unseen once it has.
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	select {
-	case <-o.tearing:
+	if o.live.Err() != nil {
 		return nil, errTearing
-	default:
 	}
-	w, err := o.st.start(name, o.ns, args...)
+	w, err := o.st.start(name, o.daemonNS, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -481,7 +479,7 @@ func (o *one) startWorker(g scenarios.WorkerGroup, i, n, restarts int) (*child, 
 // daemon took it; then it collects the workers' fault events.
 func (o *one) teardown() {
 	o.mu.Lock()
-	close(o.tearing) // no worker restarts from here on
+	o.endLive() // no worker restarts from here on
 	workers := slices.Clone(o.workers)
 	o.mu.Unlock()
 	var wg sync.WaitGroup
