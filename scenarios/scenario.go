@@ -44,6 +44,10 @@ type Scenario struct {
 	Repetitions int
 	Drain       time.Duration // after the load, how long the daemon has to close every connection
 	Assert      []Assertion
+	// Compare holds the tolerances `portshare compare` applies to this
+	// scenario's sweeps, by metric, over DefaultTolerances; nil when the
+	// file has no compare section.
+	Compare map[string]Tolerance
 }
 
 // Setting is one key and its value, canonical (durations as Go writes
@@ -220,8 +224,9 @@ func (p *parser) scenario(data []byte) (*Scenario, error) {
 			s.Repetitions, err = p.intRange(n, 1, MaxRepetitions)
 			return err
 		},
-		"drain":  func(n *yaml.Node) (err error) { s.Drain, err = p.duration(n, 0, maxDrain); return },
-		"assert": func(n *yaml.Node) error { assert = n; return nil },
+		"drain":   func(n *yaml.Node) (err error) { s.Drain, err = p.duration(n, 0, maxDrain); return },
+		"assert":  func(n *yaml.Node) error { assert = n; return nil },
+		"compare": func(n *yaml.Node) (err error) { s.Compare, err = p.compare(n); return err },
 	}, "name", "workers", "load")
 	if err != nil {
 		return nil, err
@@ -666,6 +671,36 @@ func (p *parser) clientFaults(n *yaml.Node) ([]ClientFault, error) {
 	}
 	if sum > 1+1e-9 {
 		return nil, p.errf(n, "client_faults: the ratios add up to %g, above 1", sum)
+	}
+	return out, nil
+}
+
+// compare reads the compare section: a mapping of metric to tolerance.
+func (p *parser) compare(n *yaml.Node) (map[string]Tolerance, error) {
+	if n.Kind != yaml.MappingNode {
+		return nil, p.errf(n, "compare: want a mapping of metric to tolerance (%s), got %s", ToleranceForms, config.Describe(n))
+	}
+	out := map[string]Tolerance{}
+	lines := map[string]int{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if prev, dup := lines[k.Value]; dup {
+			return nil, p.errf(k, "compare: metric %q given twice (first on line %d)", k.Value, prev)
+		}
+		lines[k.Value] = k.Line
+		if !IsMetric(k.Value) {
+			return nil, p.errf(k, "compare: unknown metric %q (known: %s)", k.Value, strings.Join(metricList(), ", "))
+		}
+		// A scalar of any type: "+0.05" is a YAML number, "x2" a string;
+		// the text as written is what counts.
+		if v.Kind != yaml.ScalarNode || v.Tag == "!!null" {
+			return nil, p.errf(v, "compare: %s: want a tolerance (%s), got %s", k.Value, ToleranceForms, config.Describe(v))
+		}
+		t, err := ParseMetricTolerance(k.Value, v.Value)
+		if err != nil {
+			return nil, p.errf(v, "compare: %v", err)
+		}
+		out[k.Value] = t
 	}
 	return out, nil
 }

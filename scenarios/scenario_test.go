@@ -790,3 +790,89 @@ func TestReadmeExampleParses(t *testing.T) {
 	assert.Equal(t, "slow-workers", s.Name)
 	assert.Len(t, s.Cells(), 8)
 }
+
+// The compare section gives `portshare compare` a tolerance per metric;
+// the values are read as written, whatever YAML type they have.
+func TestParseCompare(t *testing.T) {
+	s, err := Parse("c.yaml", []byte(head+`
+compare:
+  p99_ms: x3+50
+  error_rate: +0.1
+  throughput: off
+  max_pending: exact
+  listen_drops: +5
+  sessions: off
+`))
+	require.NoError(t, err)
+	assert.Equal(t, map[string]Tolerance{
+		"p99_ms":       {Text: "x3+50", Ratio: 3, Abs: 50},
+		"error_rate":   {Text: "+0.1", Ratio: 1, Abs: 0.1},
+		"throughput":   {Text: "off", Off: true, Ratio: 1},
+		"max_pending":  {Text: "exact", Exact: true, Ratio: 1},
+		"listen_drops": {Text: "+5", Ratio: 1, Abs: 5},
+		"sessions":     {Text: "off", Off: true, Ratio: 1},
+	}, s.Compare)
+
+	s, err = Parse("c.yaml", []byte(head))
+	require.NoError(t, err)
+	assert.Nil(t, s.Compare, "no section, no tolerances: the defaults apply")
+
+	for _, tc := range []struct {
+		name, text string
+		line       int
+		want       []string
+	}{
+		{"unknown-metric", "compare:\n  p99: x2\n", 5, []string{`compare: unknown metric "p99"`, "p99_ms"}},
+		{"bad-tolerance", "compare:\n  p99_ms: 2x\n", 5, []string{`p99_ms: tolerance "2x"`, ToleranceForms}},
+		{"no-sign", "compare:\n  error_rate: 0.05\n", 5, []string{"write an absolute slack with its sign, +0.05"}},
+		{"ratio-below-one", "compare:\n  p99_ms: x0.5\n", 5, []string{"a ratio below 1"}},
+		{"negative-slack", "compare:\n  p99_ms: x2+-3\n", 5, []string{`tolerance "x2+-3"`}},
+		{"sessions-gated", "compare:\n  sessions: x2\n", 5, []string{"sessions: never gated"}},
+		{"empty", "compare:\n  p99_ms:\n", 5, []string{"p99_ms: want a tolerance"}},
+		{"list", "compare:\n  p99_ms: [x2]\n", 5, []string{"p99_ms: want a tolerance"}},
+		{"not-a-mapping", "compare: [p99_ms]\n", 4, []string{"compare: want a mapping of metric to tolerance"}},
+		{"twice", "compare:\n  p99_ms: x2\n  p99_ms: x3\n", 6, []string{`metric "p99_ms" given twice (first on line 5)`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse("c.yaml", []byte(head+"\n"+tc.text))
+			require.Error(t, err)
+			assert.True(t, strings.HasPrefix(err.Error(), fmt.Sprintf("c.yaml:%d: ", tc.line)), "%v", err)
+			for _, w := range tc.want {
+				assert.Contains(t, err.Error(), w)
+			}
+			assert.NotContains(t, err.Error(), "\n", "one line")
+		})
+	}
+}
+
+func TestParseTolerance(t *testing.T) {
+	for text, want := range map[string]Tolerance{
+		"exact":    {Text: "exact", Exact: true, Ratio: 1},
+		" off ":    {Text: "off", Off: true, Ratio: 1},
+		"+0.05":    {Text: "+0.05", Ratio: 1, Abs: 0.05},
+		"+0":       {Text: "+0", Ratio: 1},
+		"x2":       {Text: "x2", Ratio: 2},
+		"x1":       {Text: "x1", Ratio: 1},
+		"x1.5":     {Text: "x1.5", Ratio: 1.5},
+		"x2+20":    {Text: "x2+20", Ratio: 2, Abs: 20},
+		"x1e1+1e2": {Text: "x1e1+1e2", Ratio: 10, Abs: 100},
+	} {
+		got, err := ParseTolerance(text)
+		require.NoError(t, err, text)
+		assert.Equal(t, want, got, text)
+		assert.Equal(t, !want.Off, got.Gated())
+	}
+	for _, text := range []string{"", "x", "+", "2", "-1", "+-1", "++1", "x0.9", "x-2", "x2+", "x2-3", "xinf", "+NaN", "x0x10", "1.5x", "exact+1", "X2", "+1_000", "x2+20+1"} {
+		_, err := ParseTolerance(text)
+		require.Error(t, err, "%q", text)
+		assert.Contains(t, err.Error(), ToleranceForms, "%q", text)
+	}
+	_, err := ParseMetricTolerance("p99", "x2")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `unknown metric "p99"`)
+	assert.True(t, LowerIsWorse("throughput") && LowerIsWorse("ok") && LowerIsWorse("dispatched"))
+	assert.False(t, LowerIsWorse("p99_ms") || LowerIsWorse("leaked_handles"))
+	d := DefaultTolerances()
+	assert.Len(t, d, 10)
+	assert.Equal(t, Tolerance{Text: "x2+20", Ratio: 2, Abs: 20}, d["p99_ms"])
+}

@@ -57,7 +57,7 @@ func newRootCmd() *cobra.Command {
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageError{fmt.Errorf("%w (see '%s --help')", err, c.CommandPath())}
 	})
-	root.AddCommand(newDemoCmd(), newFaultCmd(), newLoadCmd(), newServeCmd(), newStatusCmd(), newTuneCmd(), newWorkerCmd(), newVersionCmd())
+	root.AddCommand(newCompareCmd(), newDemoCmd(), newFaultCmd(), newLoadCmd(), newReportCmd(), newServeCmd(), newStatusCmd(), newTuneCmd(), newWorkerCmd(), newVersionCmd())
 	for _, c := range root.Commands() {
 		if c.Args == nil {
 			c.Args = noArgs

@@ -5,12 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -20,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/portshare/portshare/reports"
 	"github.com/portshare/portshare/scenarios"
 	"github.com/portshare/portshare/scenarios/results"
 	"github.com/portshare/portshare/scenarios/runner"
@@ -148,8 +147,20 @@ func runTune(ctx context.Context, stdout, stderr io.Writer, r runner.Runner, s *
 		return err
 	}
 	if len(runs) > 0 {
-		writeTuneSummary(stdout, m, runs)
+		// The summary and the report read the results back as any later
+		// reader will, so what tune prints is what the files say.
+		sweep, lerr := reports.Load(r.Out)
+		if lerr != nil {
+			return lerr
+		}
+		writeTuneSummary(stdout, sweep)
 		fmt.Fprintf(stdout, "\nresults: %s (%d run files, manifest.json)\n", r.Out, len(runs))
+		report := filepath.Join(r.Out, ReportFile)
+		n, rerr := writeReport(sweep, report, stdout)
+		if rerr != nil {
+			return fmt.Errorf("report: %v", rerr)
+		}
+		fmt.Fprintf(stdout, "report: %s (%s)\n", report, size(n))
 	}
 	switch {
 	case errors.Is(err, context.Canceled):
@@ -322,18 +333,10 @@ func ms(v float64) string {
 	return fmt.Sprintf("%.1fms", v)
 }
 
-// writeTuneSummary prints one line per cell (medians over repetitions)
-// and which cells met every expectation.
-func writeTuneSummary(w io.Writer, m *results.Manifest, runs []*results.Run) {
-	byCell := map[int][]*results.Run{}
-	var order []int
-	for _, r := range runs {
-		if _, ok := byCell[r.Cell]; !ok {
-			order = append(order, r.Cell)
-		}
-		byCell[r.Cell] = append(byCell[r.Cell], r)
-	}
-	sort.Ints(order)
+// writeTuneSummary prints one line per cell run (medians over
+// repetitions), which cells met every expectation, and the verdict.
+func writeTuneSummary(w io.Writer, s *reports.Sweep) {
+	m := s.Manifest
 	fmt.Fprintf(w, "\n%s", m.Scenario)
 	if m.TimeScale != "" {
 		fmt.Fprintf(w, " (time scale: %s)", m.TimeScale)
@@ -342,30 +345,27 @@ func writeTuneSummary(w io.Writer, m *results.Manifest, runs []*results.Run) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "cell\tsettings\truns\tsessions\terror rate\tleaked handles\tp99\tthroughput/s\tfindings\tverdict")
 	var safe, failed []string
-	for _, c := range order {
-		rs := byCell[c]
-		med := func(k string) float64 { return medianOf(rs, k) }
-		pass := 0
-		findings := 0
-		for _, r := range rs {
-			if r.Pass {
-				pass++
-			}
-			findings += len(r.Findings)
-		}
+	for _, c := range s.Ran() {
+		med := func(k string) float64 { return c.Metric(k).Median }
+		pass := c.Passed()
 		verdict := "pass"
 		switch {
 		case pass == 0:
 			verdict = "FAIL"
-			failed = append(failed, fmt.Sprint(c))
-		case pass < len(rs):
-			verdict = fmt.Sprintf("mixed (%d/%d pass)", pass, len(rs))
-			failed = append(failed, fmt.Sprint(c))
+			failed = append(failed, fmt.Sprint(c.Index))
+		case pass < len(c.Runs):
+			verdict = fmt.Sprintf("mixed (%d/%d pass)", pass, len(c.Runs))
+			failed = append(failed, fmt.Sprint(c.Index))
 		default:
-			safe = append(safe, fmt.Sprint(c))
+			safe = append(safe, fmt.Sprint(c.Index))
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%d\t%.0f\t%.2f%%\t%s\t%s\t%.0f\t%d\t%s\n", c, m.Cells[c].Label, len(rs), med("sessions"),
-			100*med("error_rate"), spread(rs, "leaked_handles"), ms(med("p99_ms")), med("throughput"), findings, verdict)
+		leaked := c.Metric("leaked_handles")
+		leaks := fmt.Sprintf("%.0f", leaked.Max)
+		if leaked.Min != leaked.Max {
+			leaks = fmt.Sprintf("%.0f–%.0f", leaked.Min, leaked.Max)
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%.0f\t%.2f%%\t%s\t%s\t%.0f\t%d\t%s\n", c.Index, c.Label, len(c.Runs), med("sessions"),
+			100*med("error_rate"), leaks, ms(med("p99_ms")), med("throughput"), len(c.Findings()), verdict)
 	}
 	tw.Flush()
 	if len(m.Assertions) > 0 {
@@ -377,7 +377,7 @@ func writeTuneSummary(w io.Writer, m *results.Manifest, runs []*results.Run) {
 	fmt.Fprintf(w, "cells meeting every expectation with no findings: %s\n", listOrNone(safe))
 	if len(failed) > 0 {
 		fmt.Fprintf(w, "cells failing in some run: %s\n", listOrNone(failed))
-		for _, r := range runs {
+		for _, r := range s.Runs {
 			for _, ch := range r.Checks {
 				if !ch.Pass {
 					fmt.Fprintf(w, "  cell %d rep %d: %s was %g\n", r.Cell, r.Repetition, ch.Expect, ch.Value)
@@ -388,6 +388,10 @@ func writeTuneSummary(w io.Writer, m *results.Manifest, runs []*results.Run) {
 			}
 		}
 	}
+	fmt.Fprintln(w, "\nverdict:")
+	for _, reason := range s.Verdict().Reasons {
+		fmt.Fprintf(w, "  - %s\n", reason)
+	}
 }
 
 func listOrNone(s []string) string {
@@ -395,33 +399,6 @@ func listOrNone(s []string) string {
 		return "none"
 	}
 	return strings.Join(s, ", ")
-}
-
-func medianOf(rs []*results.Run, key string) float64 {
-	v := make([]float64, len(rs))
-	for i, r := range rs {
-		v[i] = r.Metrics[key]
-	}
-	sort.Float64s(v)
-	if len(v) == 0 {
-		return math.NaN()
-	}
-	if len(v)%2 == 1 {
-		return v[len(v)/2]
-	}
-	return (v[len(v)/2-1] + v[len(v)/2]) / 2
-}
-
-// spread is a count over repetitions: "3", or "0–4" when they disagree.
-func spread(rs []*results.Run, key string) string {
-	lo, hi := math.Inf(1), math.Inf(-1)
-	for _, r := range rs {
-		lo, hi = math.Min(lo, r.Metrics[key]), math.Max(hi, r.Metrics[key])
-	}
-	if lo == hi {
-		return fmt.Sprintf("%.0f", lo)
-	}
-	return fmt.Sprintf("%.0f–%.0f", lo, hi)
 }
 
 // plural is "1 run" or "3 runs".

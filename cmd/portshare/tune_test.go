@@ -103,6 +103,14 @@ func TestTuneTinySweepEndToEnd(t *testing.T) {
 	logs, err := filepath.Glob(filepath.Join(out, "logs", "cell-001-rep-1", "*.log"))
 	require.NoError(t, err)
 	assert.Len(t, logs, 4, "daemon, two workers and the load each have a log: %v", logs)
+
+	// The sweep ends with its verdict and its report.
+	assert.Contains(t, stdout, "verdict:\n  - ")
+	assert.Contains(t, stdout, "report: "+filepath.Join(out, ReportFile))
+	page, err := os.ReadFile(filepath.Join(out, ReportFile))
+	require.NoError(t, err)
+	assert.True(t, strings.HasPrefix(string(page), "<!DOCTYPE html>"))
+	assert.Contains(t, string(page), "<h1>tiny</h1>")
 }
 
 // --cell runs one cell, --set changes the sweep, --check turns a failed

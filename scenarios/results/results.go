@@ -242,3 +242,19 @@ func readJSON(path string, v any) error {
 	}
 	return nil
 }
+
+// Parse reads the manifest's scenario text again, with its --set flags,
+// as the sweep ran it. It fails if this version of portshare no longer
+// reads the text.
+func (m *Manifest) Parse() (*scenarios.Scenario, error) {
+	s, err := scenarios.Parse(m.ScenarioFile, []byte(m.ScenarioText))
+	if err != nil {
+		return nil, err
+	}
+	for _, set := range m.Set {
+		if err := s.Set(set); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}

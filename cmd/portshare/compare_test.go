@@ -1,0 +1,231 @@
+package main
+
+import (
+	"encoding/xml"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/portshare/portshare/reports/compare/comparetest"
+	"github.com/portshare/portshare/scenarios"
+)
+
+var compareFixture = comparetest.Fixture("../..")
+
+const (
+	compareCompat3s  = "dispatch_failure_policy=compat dispatch_timeout=3s"
+	compareReclaim1s = "dispatch_failure_policy=reclaim dispatch_timeout=1s"
+)
+
+// compareDoctored writes a copy of the ci-regression fixture changed by
+// edit.
+func compareDoctored(t *testing.T, edit func(s *comparetest.Sweep)) string {
+	t.Helper()
+	s := comparetest.Read(t, compareFixture, 1)
+	edit(s)
+	return s.Write(t)
+}
+
+func scaleMetric(t *testing.T, s *comparetest.Sweep, label, metric string, f float64) {
+	for _, r := range s.Cell(t, label) {
+		r.Metrics[metric] *= f
+	}
+}
+
+type junitDoc struct {
+	Tests    int `xml:"tests,attr"`
+	Failures int `xml:"failures,attr"`
+	Suites   []struct {
+		Name  string `xml:"name,attr"`
+		Cases []struct {
+			Classname string    `xml:"classname,attr"`
+			Name      string    `xml:"name,attr"`
+			Failure   *struct{} `xml:"failure"`
+		} `xml:"testcase"`
+	} `xml:"testsuite"`
+}
+
+func readJUnit(t *testing.T, data []byte) junitDoc {
+	t.Helper()
+	var j junitDoc
+	require.NoError(t, xml.Unmarshal(data, &j), string(data))
+	return j
+}
+
+func TestCompareIdenticalPasses(t *testing.T) {
+	dir := t.TempDir()
+	junit, md := filepath.Join(dir, "junit.xml"), filepath.Join(dir, "summary.md")
+	code, stdout, stderr := cli("compare", compareFixture, compareFixture, "--junit", junit, "--markdown", md)
+	require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", stdout, stderr)
+	assert.Empty(t, stderr)
+	assert.True(t, strings.HasPrefix(stdout, "portshare compare: ci-regression\n"), stdout)
+	assert.True(t, strings.HasSuffix(stdout, "\nno regression in 4 cells\n"), stdout)
+	assert.NotContains(t, stdout, "FAIL")
+
+	data, err := os.ReadFile(junit)
+	require.NoError(t, err)
+	j := readJUnit(t, data)
+	assert.Equal(t, 73, j.Tests)
+	assert.Zero(t, j.Failures)
+	require.Len(t, j.Suites, 1)
+	assert.Equal(t, "ci-regression", j.Suites[0].Name)
+
+	data, err = os.ReadFile(md)
+	require.NoError(t, err)
+	assert.True(t, strings.HasPrefix(string(data), "### ✅ ci-regression: no regression in 4 cells\n"), string(data))
+	assert.Contains(t, string(data), "<details>")
+}
+
+func TestCompareRegressionFails(t *testing.T) {
+	latest := compareDoctored(t, func(s *comparetest.Sweep) {
+		for _, r := range s.Cell(t, compareCompat3s) {
+			r.Metrics["leaked_handles"] = 1
+		}
+	})
+	junit := filepath.Join(t.TempDir(), "junit.xml")
+	code, stdout, stderr := cli("compare", compareFixture, latest, "--junit", junit)
+	require.Equal(t, 1, code, "stdout:\n%s\nstderr:\n%s", stdout, stderr)
+	assert.Contains(t, stdout, "FAIL "+compareCompat3s+": leaked_handles: worst repetition 1, baseline's worst 0 (exact: must not be higher)\n")
+	assert.Contains(t, stdout, "FAIL "+compareCompat3s+": expect leaked_handles == 0: 1 of 1 repetitions failed leaked_handles == 0 (rep 1: 1)\n")
+	assert.Regexp(t, `\n +leaked_handles +0 n=1 +1 n=1 +worst \+1 +worst ≤ 0 \(exact\) +REGRESSION\n`, stdout)
+	assert.True(t, strings.HasSuffix(stdout, "\n1 regression, 1 failed expectation in 4 cells\n"), stdout)
+	assert.Equal(t, "portshare: compare: 1 regression, 1 failed expectation in 4 cells (see above)\n", stderr)
+
+	data, err := os.ReadFile(junit)
+	require.NoError(t, err)
+	j := readJUnit(t, data)
+	assert.Equal(t, 2, j.Failures)
+	var failed []string
+	for _, c := range j.Suites[0].Cases {
+		if c.Failure != nil {
+			failed = append(failed, c.Classname+": "+c.Name)
+		}
+	}
+	assert.Equal(t, []string{compareCompat3s + ": leaked_handles", compareCompat3s + ": expect leaked_handles == 0"}, failed)
+}
+
+func TestCompareOtherRegressions(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		edit func(t *testing.T, s *comparetest.Sweep)
+		want []string
+	}{
+		{"p99 three times", func(t *testing.T, s *comparetest.Sweep) { scaleMetric(t, s, compareCompat3s, "p99_ms", 3) },
+			[]string{"FAIL " + compareCompat3s + ": p99_ms: median 5.43s is above the limit 3.64s (baseline's worst 1.81s, tolerance x2+20)"}},
+		{"error rate up 0.2", func(t *testing.T, s *comparetest.Sweep) {
+			for _, r := range s.Cell(t, compareReclaim1s) {
+				r.Metrics["error_rate"] += 0.2
+			}
+		}, []string{"FAIL " + compareReclaim1s + ": error_rate: median 0.245 is above the limit 0.0948",
+			"FAIL " + compareReclaim1s + ": expect error_rate < 0.15: 1 of 1 repetitions failed error_rate < 0.15 (rep 1: 0.245)"}},
+		{"a failed check", func(t *testing.T, s *comparetest.Sweep) {
+			for _, r := range s.Cell(t, compareReclaim1s) {
+				r.Outcomes["reset"] = 2
+			}
+		}, []string{"FAIL " + compareReclaim1s + ": expect count(reset) == 0: 1 of 1 repetitions failed count(reset) == 0 (rep 1: 2)"}},
+		{"missing cell", func(t *testing.T, s *comparetest.Sweep) { s.Drop(compareReclaim1s) },
+			[]string{"FAIL " + compareReclaim1s + ": cell ran: the baseline ran this cell; the new sweep did not", "1 cell not run in 4 cells"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			latest := compareDoctored(t, func(s *comparetest.Sweep) { tc.edit(t, s) })
+			code, stdout, stderr := cli("compare", compareFixture, latest)
+			require.Equal(t, 1, code, "stdout:\n%s\nstderr:\n%s", stdout, stderr)
+			for _, w := range tc.want {
+				assert.Contains(t, stdout, w)
+			}
+			assert.Equal(t, 1, strings.Count(stderr, "\n"), stderr)
+		})
+	}
+}
+
+func TestCompareImprovementPasses(t *testing.T) {
+	latest := compareDoctored(t, func(s *comparetest.Sweep) {
+		scaleMetric(t, s, compareCompat3s, "p99_ms", 0.2)
+		scaleMetric(t, s, compareCompat3s, "throughput", 2)
+	})
+	code, stdout, stderr := cli("compare", compareFixture, latest)
+	require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", stdout, stderr)
+	assert.Regexp(t, `\n +p99_ms +1\.81s n=1 +362ms n=1 +x0\.20 +≤ 3\.64s \(x2\+20\) +improved\n`, stdout)
+	assert.True(t, strings.HasSuffix(stdout, "\nno regression in 4 cells (2 improvements)\n"), stdout)
+}
+
+// --tolerance overrides the defaults (and the scenario's section).
+func TestCompareToleranceFlag(t *testing.T) {
+	latest := compareDoctored(t, func(s *comparetest.Sweep) { scaleMetric(t, s, compareCompat3s, "p99_ms", 3) })
+	code, stdout, _ := cli("compare", compareFixture, latest)
+	require.Equal(t, 1, code, stdout)
+
+	code, stdout, stderr := cli("compare", compareFixture, latest, "--tolerance", "p99_ms=off")
+	require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", stdout, stderr)
+	assert.Regexp(t, `\n +p99_ms +1\.81s n=1 +5\.43s n=1 +\+3\.62s +off +not gated\n`, stdout)
+	assert.Contains(t, stdout, "\ntolerances: p99_ms=off (flag); the defaults for the rest\n")
+
+	code, stdout, stderr = cli("compare", compareFixture, latest, "--tolerance", "p99_ms=x3+10", "--tolerance", "max_pending=+0")
+	require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", stdout, stderr)
+	assert.Contains(t, stdout, "≤ 5.44s (x3+10)")
+	assert.Regexp(t, `\n +max_pending +30 n=1 +30 n=1 +~ +≤ 30 \(\+0\) +ok\n`, stdout)
+}
+
+// With - the document goes to stdout alone and the table to stderr.
+func TestCompareToStdout(t *testing.T) {
+	code, stdout, stderr := cli("compare", compareFixture, compareFixture, "--junit", "-")
+	require.Equal(t, 0, code, stderr)
+	assert.True(t, strings.HasPrefix(stdout, "<?xml"), stdout)
+	readJUnit(t, []byte(stdout))
+	assert.Contains(t, stderr, "no regression in 4 cells")
+
+	code, stdout, stderr = cli("compare", compareFixture, compareFixture, "--markdown", "-")
+	require.Equal(t, 0, code, stderr)
+	assert.True(t, strings.HasPrefix(stdout, "### ✅ ci-regression"), stdout)
+	assert.Contains(t, stderr, "portshare compare: ci-regression")
+}
+
+func TestCompareUsageErrors(t *testing.T) {
+	other := compareDoctored(t, func(s *comparetest.Sweep) {
+		s.Manifest.Scenario = "other"
+		for _, r := range s.Runs {
+			r.Scenario = "other"
+		}
+	})
+	empty := t.TempDir()
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{compareFixture}, "takes two results directories, BASELINE and NEW, got 1 argument(s)"},
+		{[]string{compareFixture, compareFixture, compareFixture}, "got 3 argument(s)"},
+		{[]string{empty, compareFixture}, "baseline: " + empty + ": no manifest: is this a directory portshare tune wrote?"},
+		{[]string{compareFixture, empty}, "new: " + empty + ": no manifest: is this a directory portshare tune wrote?"},
+		{[]string{compareFixture, other}, `is of "other": compare sweeps of one scenario`},
+		{[]string{compareFixture, compareFixture, "--tolerance", "p99=x2"}, `--tolerance p99=x2: unknown metric "p99" (known: sessions, ok,`},
+		{[]string{compareFixture, compareFixture, "--tolerance", "p99_ms=2x"}, "want " + scenarios.ToleranceForms},
+		{[]string{compareFixture, compareFixture, "--tolerance", "p99_ms"}, "want METRIC=TOL"},
+		{[]string{compareFixture, compareFixture, "--junit", "-", "--markdown", "-"}, "cannot both write to the standard output"},
+		{[]string{compareFixture, compareFixture, "--junit", filepath.Join(empty, "no", "j.xml")}, "--junit " + filepath.Join(empty, "no", "j.xml") + ": no such directory: create " + filepath.Join(empty, "no") + " first"},
+		{[]string{compareFixture, compareFixture, "--color"}, "unknown flag: --color"},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			code, stdout, stderr := cli(append([]string{"compare"}, tc.args...)...)
+			assert.Equal(t, 2, code, "stdout:\n%s\nstderr:\n%s", stdout, stderr)
+			assert.Contains(t, stderr, tc.want)
+			assert.True(t, strings.HasPrefix(stderr, "portshare: "), stderr)
+			assert.Equal(t, 1, strings.Count(stderr, "\n"), "one line: %s", stderr)
+		})
+	}
+}
+
+// The help states the default tolerances; it must not drift from them.
+func TestCompareHelpStatesTheDefaults(t *testing.T) {
+	code, stdout, _ := cli("compare", "--help")
+	require.Equal(t, 0, code)
+	help := strings.Join(strings.Fields(stdout), " ")
+	for metric, tol := range scenarios.DefaultTolerances() {
+		assert.Contains(t, help, metric, "help names %s", metric)
+		assert.Contains(t, help, tol.Text)
+	}
+	assert.Contains(t, help, "error_rate +0.05, p99_ms x2+20 and throughput x1.5")
+}

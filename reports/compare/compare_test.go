@@ -1,0 +1,588 @@
+package compare
+
+import (
+	"bytes"
+	"encoding/xml"
+	"math"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/portshare/portshare/reports"
+	"github.com/portshare/portshare/reports/compare/comparetest"
+	"github.com/portshare/portshare/scenarios"
+)
+
+// The cells of the ci-regression fixture.
+const (
+	compat1s  = "dispatch_failure_policy=compat dispatch_timeout=1s"
+	compat3s  = "dispatch_failure_policy=compat dispatch_timeout=3s"
+	reclaim1s = "dispatch_failure_policy=reclaim dispatch_timeout=1s"
+	reclaim3s = "dispatch_failure_policy=reclaim dispatch_timeout=3s"
+)
+
+var fixture = comparetest.Fixture("../..")
+
+// compareDirs compares two directories and fails the test on an error.
+func compareDirs(t *testing.T, base, latest string, opt Options) *Result {
+	t.Helper()
+	r, err := Load(base, latest, opt)
+	require.NoError(t, err)
+	return r
+}
+
+// doctored writes a copy of the fixture with reps repetitions per cell,
+// changed by edit.
+func doctored(t *testing.T, reps int, edit func(s *comparetest.Sweep)) string {
+	t.Helper()
+	s := comparetest.Read(t, fixture, reps)
+	if edit != nil {
+		edit(s)
+	}
+	return s.Write(t)
+}
+
+func setMetric(t *testing.T, s *comparetest.Sweep, label, metric string, f func(float64) float64) {
+	t.Helper()
+	for _, r := range s.Cell(t, label) {
+		r.Metrics[metric] = f(r.Metrics[metric])
+	}
+}
+
+func cell(t *testing.T, r *Result, label string) *CellResult {
+	t.Helper()
+	for _, c := range r.Cells {
+		if c.Label == label {
+			return c
+		}
+	}
+	require.Failf(t, "no cell", "%q", label)
+	return nil
+}
+
+func metric(t *testing.T, c *CellResult, name string) MetricResult {
+	t.Helper()
+	for _, m := range c.Metrics {
+		if m.Metric == name {
+			return m
+		}
+	}
+	require.Failf(t, "no metric", "%s in %s", name, c.Label)
+	return MetricResult{}
+}
+
+func check(t *testing.T, c *CellResult, expect string) CheckResult {
+	t.Helper()
+	for _, ch := range c.Checks {
+		if ch.Expect == expect {
+			return ch
+		}
+	}
+	require.Failf(t, "no check", "%s in %s", expect, c.Label)
+	return CheckResult{}
+}
+
+// failures lists the failed rows as "cell: item".
+func failures(r *Result) []string {
+	var out []string
+	for _, row := range r.Rows() {
+		if row.Fail {
+			out = append(out, row.Cell+": "+row.Item)
+		}
+	}
+	return out
+}
+
+func TestIdenticalSweepsPass(t *testing.T) {
+	r := compareDirs(t, fixture, fixture, Options{})
+	assert.False(t, r.Failed())
+	assert.Equal(t, "no regression in 4 cells", r.Summary())
+	assert.Empty(t, r.Notes)
+	require.Len(t, r.Cells, 4)
+	for _, c := range r.Cells {
+		assert.Equal(t, Compared, c.Status)
+		require.Len(t, c.Metrics, 10, "the default tolerances")
+		for _, m := range c.Metrics {
+			assert.Equal(t, Same, m.Verdict, "%s %s", c.Label, m.Metric)
+			assert.Equal(t, FromDefault, m.Source)
+			assert.True(t, math.IsNaN(m.P), "one repetition: no U test")
+		}
+		for _, ch := range c.Checks {
+			assert.False(t, ch.Failed())
+			assert.True(t, ch.InBase)
+		}
+	}
+	assert.Equal(t, []string{"error_rate", "throughput", "p99_ms", "leaked_handles", "dispatch_timeout", "dispatch_error", "evictions", "ledger_violations", "fd_violations", "findings"}, metricNames(r.Tolerances))
+	// The same sweep copied is the same sweep.
+	r = compareDirs(t, fixture, doctored(t, 1, nil), Options{})
+	assert.False(t, r.Failed(), "%v", failures(r))
+}
+
+func metricNames(ts []MetricTolerance) []string {
+	var out []string
+	for _, t := range ts {
+		out = append(out, t.Metric)
+	}
+	return out
+}
+
+func TestRegressions(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		edit   func(t *testing.T, s *comparetest.Sweep)
+		cell   string
+		metric string
+		change string
+		fails  []string
+	}{
+		{"a leak where there was none", func(t *testing.T, s *comparetest.Sweep) {
+			setMetric(t, s, compat3s, "leaked_handles", func(float64) float64 { return 1 })
+		}, compat3s, "leaked_handles", "worst +1", []string{compat3s + ": leaked_handles", compat3s + ": expect leaked_handles == 0"}},
+		{"p99 three times", func(t *testing.T, s *comparetest.Sweep) {
+			setMetric(t, s, compat3s, "p99_ms", func(v float64) float64 { return 3 * v })
+		}, compat3s, "p99_ms", "x3.00", []string{compat3s + ": p99_ms"}},
+		{"error rate up 0.2", func(t *testing.T, s *comparetest.Sweep) {
+			setMetric(t, s, compat3s, "error_rate", func(v float64) float64 { return v + 0.2 })
+		}, compat3s, "error_rate", "+0.2", []string{compat3s + ": error_rate", compat3s + ": expect error_rate < 0.05"}},
+		{"throughput halved", func(t *testing.T, s *comparetest.Sweep) {
+			setMetric(t, s, reclaim3s, "throughput", func(v float64) float64 { return v / 2 })
+		}, reclaim3s, "throughput", "x0.50", []string{reclaim3s + ": throughput"}},
+		{"more evictions where they are expected", func(t *testing.T, s *comparetest.Sweep) {
+			setMetric(t, s, compat1s, "evictions", func(v float64) float64 { return v + 1 })
+		}, compat1s, "evictions", "worst +1", []string{compat1s + ": evictions"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			latest := doctored(t, 1, func(s *comparetest.Sweep) { tc.edit(t, s) })
+			r := compareDirs(t, fixture, latest, Options{})
+			assert.True(t, r.Failed())
+			m := metric(t, cell(t, r, tc.cell), tc.metric)
+			assert.Equal(t, Regressed, m.Verdict, detail(m))
+			assert.Equal(t, tc.change, change(m))
+			assert.Equal(t, tc.fails, failures(r))
+			assert.Contains(t, r.Summary(), "1 regression")
+			assert.True(t, strings.HasSuffix(r.Summary(), " in 4 cells"), r.Summary())
+		})
+	}
+}
+
+func TestRegressionDetails(t *testing.T) {
+	latest := doctored(t, 1, func(s *comparetest.Sweep) {
+		setMetric(t, s, compat3s, "leaked_handles", func(float64) float64 { return 1 })
+		setMetric(t, s, compat3s, "p99_ms", func(v float64) float64 { return 3 * v })
+	})
+	r := compareDirs(t, fixture, latest, Options{})
+	c := cell(t, r, compat3s)
+	leak := metric(t, c, "leaked_handles")
+	assert.Equal(t, 0.0, leak.BaseWorst)
+	assert.Equal(t, 1.0, leak.NewWorst)
+	assert.Equal(t, "worst repetition 1, baseline's worst 0 (exact: must not be higher)", detail(leak))
+	assert.Equal(t, "worst ≤ 0 (exact)", limit(leak))
+	p99 := metric(t, c, "p99_ms")
+	assert.InDelta(t, 1809.407*2+20, p99.Limit, 1e-9)
+	assert.Equal(t, "≤ 3.64s (x2+20)", limit(p99))
+	assert.Equal(t, "median 5.43s is above the limit 3.64s (baseline's worst 1.81s, tolerance x2+20)", detail(p99))
+	assert.Equal(t, "2 regressions, 1 failed expectation in 4 cells", r.Summary())
+	ch := check(t, c, "leaked_handles == 0")
+	assert.True(t, ch.Failed())
+	assert.False(t, ch.BaseFailed)
+	assert.Equal(t, []string{"rep 1: 1"}, ch.Failures)
+	assert.Equal(t, "1 of 1 repetitions failed leaked_handles == 0 (rep 1: 1)", checkDetail(ch))
+}
+
+func TestImprovementPasses(t *testing.T) {
+	latest := doctored(t, 1, func(s *comparetest.Sweep) {
+		setMetric(t, s, compat3s, "p99_ms", func(float64) float64 { return 500 })
+		setMetric(t, s, compat3s, "throughput", func(v float64) float64 { return 2 * v })
+		setMetric(t, s, reclaim1s, "leaked_handles", func(float64) float64 { return 0 })
+		setMetric(t, s, reclaim1s, "p99_ms", func(v float64) float64 { return v * 1.5 }) // worse, inside x2+20
+	})
+	r := compareDirs(t, fixture, latest, Options{})
+	assert.False(t, r.Failed(), "%v", failures(r))
+	assert.Equal(t, Improved, metric(t, cell(t, r, compat3s), "p99_ms").Verdict)
+	assert.Equal(t, Improved, metric(t, cell(t, r, compat3s), "throughput").Verdict)
+	assert.Equal(t, Improved, metric(t, cell(t, r, reclaim1s), "leaked_handles").Verdict)
+	assert.Equal(t, Same, metric(t, cell(t, r, reclaim1s), "p99_ms").Verdict)
+	assert.Equal(t, "no regression in 4 cells (3 improvements)", r.Summary())
+	var buf bytes.Buffer
+	require.NoError(t, r.WriteText(&buf))
+	assert.Regexp(t, `p99_ms +1\.81s n=1 +500ms n=1 +x0\.28 +≤ 3\.64s \(x2\+20\) +improved`, buf.String())
+}
+
+func TestMissingCellFails(t *testing.T) {
+	latest := doctored(t, 1, func(s *comparetest.Sweep) { s.Drop(reclaim1s) })
+	r := compareDirs(t, fixture, latest, Options{})
+	assert.True(t, r.Failed())
+	assert.Equal(t, NotRun, cell(t, r, reclaim1s).Status)
+	assert.Equal(t, "1 cell not run in 4 cells", r.Summary())
+	assert.Equal(t, []string{reclaim1s + ": cell ran"}, failures(r))
+
+	// A cell whose every run could not start did not run either.
+	latest = doctored(t, 1, func(s *comparetest.Sweep) {
+		for _, run := range s.Cell(t, reclaim1s) {
+			run.Error = "could not start the daemon"
+		}
+	})
+	r = compareDirs(t, fixture, latest, Options{})
+	assert.True(t, r.Failed())
+	assert.Equal(t, NotRun, cell(t, r, reclaim1s).Status)
+	assert.Equal(t, "1 cell not run, 1 run that could not start in 4 cells", r.Summary())
+
+	// One repetition of two that could not start fails the cell, too.
+	latest = doctored(t, 2, func(s *comparetest.Sweep) { s.Cell(t, reclaim1s)[1].Error = "no daemon" })
+	r = compareDirs(t, doctored(t, 2, nil), latest, Options{})
+	assert.True(t, r.Failed())
+	c := cell(t, r, reclaim1s)
+	assert.Equal(t, Compared, c.Status)
+	assert.Equal(t, []string{"rep 2 could not start: no daemon"}, c.Errors)
+	assert.Equal(t, []string{reclaim1s + ": repetition started"}, failures(r))
+}
+
+func TestCellOnlyInNewIsNotCompared(t *testing.T) {
+	base := doctored(t, 1, func(s *comparetest.Sweep) { s.Drop(compat1s) })
+	r := compareDirs(t, base, fixture, Options{})
+	assert.False(t, r.Failed())
+	c := cell(t, r, compat1s)
+	assert.Equal(t, OnlyInNew, c.Status)
+	assert.Empty(t, c.Metrics)
+	assert.Len(t, c.Checks, 5, "its expectations still count")
+	assert.Equal(t, "no regression in 3 cells (1 new cell not compared)", r.Summary())
+	assert.Equal(t, compat1s, r.Cells[3].Label, "after the baseline's cells")
+
+	// A new cell that fails an expectation fails the comparison.
+	latest := doctored(t, 1, func(s *comparetest.Sweep) {
+		setMetric(t, s, compat1s, "evictions", func(float64) float64 { return 0 })
+	})
+	r = compareDirs(t, base, latest, Options{})
+	assert.True(t, r.Failed())
+	assert.Equal(t, []string{compat1s + ": expect evictions > 0"}, failures(r))
+}
+
+func TestFailedExpectation(t *testing.T) {
+	noTimeouts := func(s *comparetest.Sweep) {
+		setMetric(t, s, reclaim3s, "receive_timeout", func(float64) float64 { return 0 })
+	}
+	r := compareDirs(t, fixture, doctored(t, 1, noTimeouts), Options{})
+	assert.True(t, r.Failed())
+	assert.Equal(t, "1 failed expectation in 4 cells", r.Summary())
+	ch := check(t, cell(t, r, reclaim3s), "receive_timeout >= 1")
+	assert.False(t, ch.BaseFailed)
+	rows := r.Rows()
+	i := indexRow(rows, reclaim3s, "expect receive_timeout >= 1")
+	assert.Equal(t, "FAIL", rows[i].Verdict)
+
+	// Failed in both: still a failure, with a note.
+	both := doctored(t, 1, noTimeouts)
+	r = compareDirs(t, both, both, Options{})
+	assert.True(t, r.Failed())
+	ch = check(t, cell(t, r, reclaim3s), "receive_timeout >= 1")
+	assert.True(t, ch.BaseFailed)
+	rows = r.Rows()
+	i = indexRow(rows, reclaim3s, "expect receive_timeout >= 1")
+	assert.Equal(t, "FAIL (also in baseline)", rows[i].Verdict)
+	assert.Equal(t, "0/1 passed", rows[i].Base)
+	assert.Contains(t, rows[i].Detail, "also failed in the baseline")
+}
+
+func indexRow(rows []Row, cell, item string) int {
+	for i, r := range rows {
+		if r.Cell == cell && r.Item == item {
+			return i
+		}
+	}
+	return -1
+}
+
+// Two clauses expecting the same of one cell are told apart by their
+// where clause.
+func TestSameExpectationTwice(t *testing.T) {
+	r := compareDirs(t, fixture, fixture, Options{})
+	var names []string
+	for _, ch := range cell(t, r, reclaim3s).Checks {
+		names = append(names, ch.Name())
+	}
+	assert.Contains(t, names, "expect evictions == 0 (where dispatch_failure_policy=reclaim)")
+	assert.Contains(t, names, "expect evictions == 0 (where dispatch_timeout=3s)")
+	assert.Contains(t, names, "expect findings == 0")
+	assert.Contains(t, names, "expect error_rate < 0.15")
+}
+
+func TestTolerancePrecedence(t *testing.T) {
+	p99x3 := func(s *comparetest.Sweep) {
+		setMetric(t, s, compat3s, "p99_ms", func(v float64) float64 { return 3 * v })
+	}
+	latest := doctored(t, 1, p99x3)
+
+	// A flag turns the gate off: shown, not gated.
+	off, err := scenarios.ParseTolerance("off")
+	require.NoError(t, err)
+	r := compareDirs(t, fixture, latest, Options{Tolerances: map[string]scenarios.Tolerance{"p99_ms": off}})
+	assert.False(t, r.Failed())
+	m := metric(t, cell(t, r, compat3s), "p99_ms")
+	assert.Equal(t, NotGated, m.Verdict)
+	assert.Equal(t, FromFlag, m.Source)
+	assert.Equal(t, "+3.62s", change(m), "shown, as a difference: off has no ratio")
+	assert.Equal(t, "off", limit(m))
+
+	// The scenario's compare section loosens it, and adds a metric.
+	withSection := doctored(t, 1, func(s *comparetest.Sweep) {
+		p99x3(s)
+		s.Manifest.ScenarioText += "compare:\n  p99_ms: x4\n  max_pending: +0\n"
+	})
+	r = compareDirs(t, fixture, withSection, Options{})
+	assert.False(t, r.Failed(), "%v", failures(r))
+	m = metric(t, cell(t, r, compat3s), "p99_ms")
+	assert.Equal(t, FromScenario, m.Source)
+	assert.Equal(t, "x4", m.Tolerance.Text)
+	assert.Equal(t, Same, metric(t, cell(t, r, compat3s), "max_pending").Verdict)
+	assert.Equal(t, []string{"the scenario text differs between the sweeps: cells are compared by label, with the new sweep's expectations and tolerances"}, r.Notes)
+
+	// A flag beats the section.
+	x2, err := scenarios.ParseTolerance("x2")
+	require.NoError(t, err)
+	r = compareDirs(t, fixture, withSection, Options{Tolerances: map[string]scenarios.Tolerance{"p99_ms": x2}})
+	assert.True(t, r.Failed())
+	assert.Equal(t, []string{compat3s + ": p99_ms"}, failures(r))
+
+	// The baseline's section counts when the new text no longer parses.
+	base := doctored(t, 1, func(s *comparetest.Sweep) { s.Manifest.ScenarioText += "compare:\n  p99_ms: x4\n" })
+	broken := doctored(t, 1, func(s *comparetest.Sweep) {
+		p99x3(s)
+		s.Manifest.ScenarioText += "no_such_key: 1\n"
+	})
+	r = compareDirs(t, base, broken, Options{})
+	assert.False(t, r.Failed(), "%v", failures(r))
+	require.Len(t, r.Notes, 2)
+	assert.Contains(t, r.Notes[1], "the new sweep's scenario text no longer parses")
+	assert.Contains(t, r.Notes[1], "tolerances from the baseline's")
+}
+
+// With four repetitions or more a side, a regression must also be
+// significant: one bad repetition is noise, all of them is not.
+func TestRepetitionsAndSignificance(t *testing.T) {
+	base := doctored(t, 5, nil)
+
+	r := compareDirs(t, base, doctored(t, 5, nil), Options{})
+	assert.False(t, r.Failed(), "%v", failures(r))
+	m := metric(t, cell(t, r, compat3s), "p99_ms")
+	assert.Equal(t, 5, m.Base.N())
+	assert.False(t, math.IsNaN(m.P))
+	assert.Equal(t, 1.0, m.P)
+	assert.Equal(t, "~ p=1.000", change(m))
+	assert.Equal(t, "1.81s ±2% n=5", stat("p99_ms", m.Base))
+
+	// Every repetition three times slower: past the limit and significant.
+	r = compareDirs(t, base, doctored(t, 5, func(s *comparetest.Sweep) {
+		setMetric(t, s, compat3s, "p99_ms", func(v float64) float64 { return 3 * v })
+	}), Options{})
+	m = metric(t, cell(t, r, compat3s), "p99_ms")
+	assert.Equal(t, Regressed, m.Verdict)
+	assert.InDelta(t, 2.0/252, m.P, 1e-12, "5 against 5, separated")
+	assert.Equal(t, "x3.00 p=0.008", change(m))
+
+	// One slow repetition of five: the median does not move.
+	r = compareDirs(t, base, doctored(t, 5, func(s *comparetest.Sweep) {
+		s.Cell(t, compat3s)[2].Metrics["p99_ms"] *= 3
+	}), Options{})
+	assert.Equal(t, Same, metric(t, cell(t, r, compat3s), "p99_ms").Verdict)
+
+	// Three slow repetitions and two fast ones: the median is past the
+	// limit, but the samples overlap: not significant, not a regression.
+	r = compareDirs(t, base, doctored(t, 5, func(s *comparetest.Sweep) {
+		runs := s.Cell(t, compat3s)
+		for i, run := range runs {
+			if i < 3 {
+				run.Metrics["p99_ms"] *= 3
+			} else {
+				run.Metrics["p99_ms"] /= 3
+			}
+		}
+	}), Options{})
+	m = metric(t, cell(t, r, compat3s), "p99_ms")
+	assert.Equal(t, Same, m.Verdict)
+	assert.Greater(t, m.New.Median, m.Limit)
+	assert.Greater(t, m.P, Alpha)
+	assert.Contains(t, m.Note, "do not differ significantly")
+	assert.False(t, r.Failed())
+
+	// An exact metric takes no test: one leak in one repetition fails.
+	r = compareDirs(t, base, doctored(t, 5, func(s *comparetest.Sweep) {
+		s.Cell(t, compat3s)[4].Metrics["leaked_handles"] = 1
+	}), Options{})
+	m = metric(t, cell(t, r, compat3s), "leaked_handles")
+	assert.Equal(t, Regressed, m.Verdict)
+	assert.True(t, math.IsNaN(m.P))
+	assert.Equal(t, 0.0, m.New.Median, "the median did not move; the worst did")
+
+	// Three repetitions against five: no test, the median decides.
+	r = compareDirs(t, doctored(t, 3, nil), doctored(t, 5, func(s *comparetest.Sweep) {
+		setMetric(t, s, compat3s, "p99_ms", func(v float64) float64 { return 3 * v })
+	}), Options{})
+	m = metric(t, cell(t, r, compat3s), "p99_ms")
+	assert.Equal(t, Regressed, m.Verdict)
+	assert.True(t, math.IsNaN(m.P))
+}
+
+func TestCompareRefusesOtherScenarios(t *testing.T) {
+	other := doctored(t, 1, func(s *comparetest.Sweep) {
+		s.Manifest.Scenario = "other"
+		for _, r := range s.Runs {
+			r.Scenario = "other"
+		}
+	})
+	_, err := Load(fixture, other, Options{})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `is a sweep of scenario "ci-regression" but`)
+	assert.Contains(t, err.Error(), `is of "other": compare sweeps of one scenario`)
+
+	_, err = Load(t.TempDir(), fixture, Options{})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "baseline: ")
+	assert.Contains(t, err.Error(), "no manifest: is this a directory portshare tune wrote?")
+
+	empty := doctored(t, 1, func(s *comparetest.Sweep) { s.Runs = nil })
+	_, err = Load(empty, fixture, Options{})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "the baseline has no run")
+}
+
+func TestParseToleranceFlags(t *testing.T) {
+	got, err := ParseToleranceFlags([]string{"p99_ms=off", "error_rate=+0.1", "max_ms=x3+100"})
+	require.NoError(t, err)
+	assert.Equal(t, map[string]scenarios.Tolerance{
+		"p99_ms":     {Text: "off", Off: true, Ratio: 1},
+		"error_rate": {Text: "+0.1", Ratio: 1, Abs: 0.1},
+		"max_ms":     {Text: "x3+100", Ratio: 3, Abs: 100},
+	}, got)
+	for arg, want := range map[string]string{
+		"p99_ms":       "want METRIC=TOL",
+		"p99=x2":       `unknown metric "p99"`,
+		"p99_ms=2x":    scenarios.ToleranceForms,
+		"sessions=x2":  "never gated",
+		"p99_ms=x0.5":  "a ratio below 1",
+		"error_rate=1": "+1",
+	} {
+		_, err := ParseToleranceFlags([]string{arg})
+		require.Error(t, err, arg)
+		assert.Contains(t, err.Error(), want, arg)
+		assert.NotContains(t, err.Error(), "\n")
+	}
+	_, err = ParseToleranceFlags([]string{"p99_ms=x2", "p99_ms=x3"})
+	require.ErrorContains(t, err, "p99_ms given twice")
+}
+
+func TestFormat(t *testing.T) {
+	for v, want := range map[float64]string{0: "0", 67: "67", 0.0447761: "0.0448", 0.4776: "0.478", 1.5: "1.5", 40.383: "40.4", 1809.407: "1809", -0.25: "-0.25", math.NaN(): "-"} {
+		assert.Equal(t, want, num(v), "%g", v)
+	}
+	assert.Equal(t, "1.81s", value("p99_ms", 1809.407))
+	assert.Equal(t, "40.4ms", value("p50_ms", 40.383))
+	assert.Equal(t, "13.4/s", value("throughput", 13.4))
+	assert.Equal(t, "-3.62s", delta("p99_ms", -3620))
+	assert.Equal(t, "-", stat("p99_ms", reports.Summarize(nil)))
+	assert.Equal(t, "10 ±50% n=3", stat("errors", reports.Summarize([]float64{5, 10, 12})))
+}
+
+// The JUnit report parses, has a test case per cell × check, and fails
+// the ones that failed; characters XML cannot carry are replaced.
+func TestJUnit(t *testing.T) {
+	type junit struct {
+		Tests    int `xml:"tests,attr"`
+		Failures int `xml:"failures,attr"`
+		Suites   []struct {
+			Name     string `xml:"name,attr"`
+			Tests    int    `xml:"tests,attr"`
+			Failures int    `xml:"failures,attr"`
+			Cases    []struct {
+				Classname string `xml:"classname,attr"`
+				Name      string `xml:"name,attr"`
+				Failure   *struct {
+					Message string `xml:"message,attr"`
+					Text    string `xml:",chardata"`
+				} `xml:"failure"`
+				Skipped *struct{} `xml:"skipped"`
+			} `xml:"testcase"`
+		} `xml:"testsuite"`
+	}
+	parse := func(r *Result) junit {
+		var buf bytes.Buffer
+		require.NoError(t, r.WriteJUnit(&buf))
+		var j junit
+		require.NoError(t, xml.Unmarshal(buf.Bytes(), &j), buf.String())
+		return j
+	}
+
+	j := parse(compareDirs(t, fixture, fixture, Options{}))
+	require.Len(t, j.Suites, 1)
+	s := j.Suites[0]
+	assert.Equal(t, "ci-regression", s.Name)
+	// Per cell: "cell ran", 10 gated metrics, and its expectations
+	// (5, 5, 8 and 11 of them).
+	assert.Equal(t, 4*11+5+5+8+11, s.Tests)
+	assert.Len(t, s.Cases, s.Tests)
+	assert.Equal(t, s.Tests, j.Tests)
+	assert.Zero(t, s.Failures)
+	assert.Equal(t, compat1s, s.Cases[0].Classname)
+	assert.Equal(t, "cell ran", s.Cases[0].Name)
+	assert.Equal(t, "error_rate", s.Cases[1].Name)
+
+	// A regression, a failed expectation, a missing cell, and a run error
+	// full of control characters.
+	latest := doctored(t, 2, func(s *comparetest.Sweep) {
+		setMetric(t, s, compat3s, "leaked_handles", func(float64) float64 { return 1 })
+		s.Drop(reclaim1s)
+		s.Cell(t, reclaim3s)[1].Error = "bad\x00byte \x1b[31mred\x1b[0m \xff"
+	})
+	r := compareDirs(t, doctored(t, 2, nil), latest, Options{})
+	j = parse(r)
+	s = j.Suites[0]
+	assert.Equal(t, 4, s.Failures)
+	assert.Equal(t, 4, j.Failures)
+	var failed []string
+	for _, c := range s.Cases {
+		if c.Failure != nil {
+			failed = append(failed, c.Classname+": "+c.Name)
+			assert.NotEmpty(t, c.Failure.Message)
+			assert.NotEmpty(t, c.Failure.Text)
+		}
+	}
+	assert.Equal(t, []string{
+		compat3s + ": leaked_handles",
+		compat3s + ": expect leaked_handles == 0",
+		reclaim1s + ": cell ran",
+		reclaim3s + ": cell ran",
+	}, failed)
+	assert.Equal(t, 4*11-10+5+5+11, s.Tests, "the missing cell has one case")
+}
+
+func TestMarkdown(t *testing.T) {
+	var buf bytes.Buffer
+	require.NoError(t, compareDirs(t, fixture, fixture, Options{}).WriteMarkdown(&buf))
+	md := buf.String()
+	assert.True(t, strings.HasPrefix(md, "### ✅ ci-regression: no regression in 4 cells\n"), md)
+	assert.Contains(t, md, "<details><summary>Every comparison: 69 rows in 4 cells</summary>")
+	assert.Contains(t, md, "| `"+compat1s+"` | error_rate | 0.478 n=1 | 0.478 n=1 | ~ | ≤ 0.528 (+0.05) | ok |\n|  | throughput |")
+	assert.Contains(t, md, "| expect error_rate &lt; 0.15 |", "HTML escaped")
+	assert.True(t, strings.HasSuffix(md, "</details>\n"))
+
+	latest := doctored(t, 1, func(s *comparetest.Sweep) {
+		setMetric(t, s, compat3s, "p99_ms", func(v float64) float64 { return 3 * v })
+		s.Manifest.ScenarioText += "# changed\n"
+	})
+	buf.Reset()
+	require.NoError(t, compareDirs(t, fixture, latest, Options{}).WriteMarkdown(&buf))
+	md = buf.String()
+	assert.True(t, strings.HasPrefix(md, "### ❌ ci-regression: 1 regression in 4 cells\n"), md)
+	failures, details, ok := strings.Cut(md, "<details>")
+	require.True(t, ok)
+	assert.Contains(t, failures, "> **Note:** the scenario text differs")
+	assert.Contains(t, failures, "| `"+compat3s+"` | p99_ms | 1.81s n=1 | 5.43s n=1 | x3.00 | ≤ 3.64s (x2+20) | **REGRESSION** |")
+	assert.Equal(t, 1, strings.Count(failures, "| `"), "one failure row")
+	assert.Contains(t, details, "**REGRESSION**")
+}
+
+func TestMarkdownEscapes(t *testing.T) {
+	assert.Equal(t, `a \| b &lt;c&gt; &amp; \*d\* 'e' f`, mdText("a | b <c> & *d* `e`\nf"))
+	assert.Equal(t, "`x=a\\|b`", mdCode("x=a|b"))
+}

@@ -1,0 +1,138 @@
+// Package comparetest writes doctored copies of a results directory for
+// the tests of `portshare compare`: more repetitions of each run, metrics
+// changed, cells dropped. Only tests import it.
+package comparetest
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/portshare/portshare/scenarios"
+	"github.com/portshare/portshare/scenarios/results"
+)
+
+// Sweep is a results directory in memory, to change before Write.
+type Sweep struct {
+	Manifest *results.Manifest
+	Runs     []*results.Run
+}
+
+// jittered are the metrics Read varies between the repetitions it makes:
+// measures of time and rate, which real repetitions never repeat exactly.
+// Counts stay as they are, so that expectations on them keep their
+// outcome.
+var jittered = []string{"p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms", "throughput"}
+
+// Read loads the results directory src and repeats each of its first
+// repetitions reps times: repetition k has the time and rate metrics
+// (jittered) scaled by 1 + (k%5 − 2)/100, so medians and spreads are
+// realistic but the verdicts do not change. It fails the test on a bad
+// directory.
+func Read(t testing.TB, src string, reps int) *Sweep {
+	t.Helper()
+	m, runs, err := results.ReadDir(src)
+	require.NoError(t, err)
+	s := &Sweep{Manifest: m}
+	m.Repetitions = reps
+	for _, r := range runs {
+		if r.Repetition != 1 {
+			continue
+		}
+		for k := 1; k <= reps; k++ {
+			c := clone(t, r)
+			c.Repetition = k
+			if reps > 1 {
+				f := 1 + float64(k%5-2)/100
+				for _, name := range jittered {
+					c.Metrics[name] *= f
+				}
+			}
+			s.Runs = append(s.Runs, c)
+		}
+	}
+	return s
+}
+
+func clone(t testing.TB, r *results.Run) *results.Run {
+	b, err := json.Marshal(r)
+	require.NoError(t, err)
+	var c results.Run
+	require.NoError(t, json.Unmarshal(b, &c))
+	return &c
+}
+
+// Cell is the runs of the cell labelled label; it fails the test if there
+// is none.
+func (s *Sweep) Cell(t testing.TB, label string) []*results.Run {
+	t.Helper()
+	var out []*results.Run
+	for _, r := range s.Runs {
+		if r.Label == label {
+			out = append(out, r)
+		}
+	}
+	require.NotEmpty(t, out, "no runs of cell %q", label)
+	return out
+}
+
+// Drop removes the runs of the cell labelled label.
+func (s *Sweep) Drop(label string) {
+	var keep []*results.Run
+	for _, r := range s.Runs {
+		if r.Label != label {
+			keep = append(keep, r)
+		}
+	}
+	s.Runs = keep
+}
+
+// Write evaluates every run's expectations again from its metrics, as the
+// runner does (so a doctored metric fails the checks on it), and writes
+// the sweep to a new temporary directory of the test, which it returns.
+func (s *Sweep) Write(t testing.TB) string {
+	t.Helper()
+	dir := t.TempDir()
+	require.NoError(t, results.WriteJSON(filepath.Join(dir, results.ManifestFile), s.Manifest))
+	for _, r := range s.Runs {
+		Recheck(t, r)
+		require.NoError(t, results.WriteJSON(filepath.Join(dir, results.RunFile(r.Cell, r.Repetition)), r))
+	}
+	return dir
+}
+
+// Recheck evaluates a run's checks again from its metrics and outcomes,
+// and its pass. A check whose text is not an expectation fails the test.
+func Recheck(t testing.TB, r *results.Run) {
+	t.Helper()
+	if r.Error != "" {
+		r.Pass, r.Checks = false, nil
+		return
+	}
+	r.Pass = len(r.Findings) == 0
+	for i, c := range r.Checks {
+		x, err := scenarios.ParseExpectation(c.Expect)
+		require.NoError(t, err)
+		v := x.Measure(r.Metrics, r.Outcomes)
+		r.Checks[i].Value, r.Checks[i].Pass = v, x.Holds(v)
+		r.Pass = r.Pass && r.Checks[i].Pass
+	}
+}
+
+// Fixture is the path of the committed ci-regression results (4 cells ×
+// 1 repetition) from a directory of the module: root is the path from
+// there to the module's root ("." or "../..").
+func Fixture(root string) string {
+	return filepath.Join(strings.TrimSuffix(root, "/"), "reports", "compare", "testdata", "ci")
+}
+
+// Exists reports whether path exists, for tests that check an output file
+// was or was not written.
+func Exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}

@@ -1,0 +1,145 @@
+package compare
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+
+	"github.com/portshare/portshare/reports"
+)
+
+// num prints a value with three significant digits and no exponent;
+// integers (counts) print whole.
+func num(v float64) string {
+	switch {
+	case math.IsNaN(v):
+		return "-"
+	case math.IsInf(v, 0):
+		return strconv.FormatFloat(v, 'f', -1, 64)
+	case v == math.Trunc(v) && math.Abs(v) < 1e15:
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	}
+	digits := max(0, 2-int(math.Floor(math.Log10(math.Abs(v)))))
+	s := strconv.FormatFloat(v, 'f', digits, 64)
+	if strings.Contains(s, ".") {
+		s = strings.TrimRight(strings.TrimRight(s, "0"), ".")
+	}
+	return s
+}
+
+// value prints a metric's value with its unit: latencies in ms (s from a
+// second), throughput per second.
+func value(metric string, v float64) string {
+	switch {
+	case math.IsNaN(v):
+		return "-"
+	case strings.HasSuffix(metric, "_ms") && math.Abs(v) >= 1000:
+		return num(v/1000) + "s"
+	case strings.HasSuffix(metric, "_ms"):
+		return num(v) + "ms"
+	case metric == "throughput":
+		return num(v) + "/s"
+	}
+	return num(v)
+}
+
+// delta prints a signed difference in the metric's unit.
+func delta(metric string, d float64) string {
+	if d < 0 {
+		return "-" + value(metric, -d)
+	}
+	return "+" + value(metric, d)
+}
+
+// stat prints a median as benchstat does, with its spread and the number
+// of repetitions: "1.81s ±4% n=5".
+func stat(metric string, s reports.Stat) string {
+	if s.N() == 0 {
+		return "-"
+	}
+	out := value(metric, s.Median)
+	if sp := s.Spread(); sp > 0 {
+		out += fmt.Sprintf(" ±%.0f%%", sp*100)
+	}
+	return fmt.Sprintf("%s n=%d", out, s.N())
+}
+
+// change prints how the metric moved, as its tolerance measures it: the
+// worst repetition's difference for exact, the medians' ratio for a ratio
+// tolerance, their difference for an absolute one; "~" inside the
+// tolerance, and the U test's p when it was computed.
+func change(m MetricResult) string {
+	var s string
+	t := m.Tolerance
+	switch {
+	case m.Verdict == Same:
+		s = "~"
+	case t.Exact:
+		s = "worst " + delta(m.Metric, m.NewWorst-m.BaseWorst)
+	case t.Ratio != 1 && m.Base.Median != 0:
+		s = "x" + strconv.FormatFloat(m.New.Median/m.Base.Median, 'f', 2, 64)
+	case m.New.Median == m.Base.Median:
+		s = "="
+	default:
+		s = delta(m.Metric, m.New.Median-m.Base.Median)
+	}
+	if !math.IsNaN(m.P) {
+		s += fmt.Sprintf(" p=%.3f", m.P)
+	}
+	return s
+}
+
+// limit prints what the new sweep may not pass, with the tolerance.
+func limit(m MetricResult) string {
+	t := m.Tolerance
+	if m.Verdict == NotGated {
+		if m.Metric == "sessions" && !t.Off {
+			return "never gated"
+		}
+		return "off"
+	}
+	op := "≤"
+	if m.LowerIsWorse {
+		op = "≥"
+	}
+	if t.Exact {
+		return fmt.Sprintf("worst %s %s (exact)", op, value(m.Metric, m.Limit))
+	}
+	return fmt.Sprintf("%s %s (%s)", op, value(m.Metric, m.Limit), t.Text)
+}
+
+// detail explains a metric's verdict in a sentence, for failure messages.
+func detail(m MetricResult) string {
+	t := m.Tolerance
+	dir, past := "higher", "above"
+	if m.LowerIsWorse {
+		dir, past = "lower", "below"
+	}
+	var s string
+	switch {
+	case t.Exact:
+		s = fmt.Sprintf("worst repetition %s, baseline's worst %s (exact: must not be %s)", value(m.Metric, m.NewWorst), value(m.Metric, m.BaseWorst), dir)
+	default:
+		s = fmt.Sprintf("median %s is %s the limit %s (baseline's worst %s, tolerance %s)", value(m.Metric, m.New.Median), past, value(m.Metric, m.Limit), value(m.Metric, m.BaseWorst), t.Text)
+		if m.Verdict != Regressed {
+			s = fmt.Sprintf("median %s, limit %s (baseline's worst %s, tolerance %s)", value(m.Metric, m.New.Median), value(m.Metric, m.Limit), value(m.Metric, m.BaseWorst), t.Text)
+		}
+	}
+	if !math.IsNaN(m.P) {
+		s += fmt.Sprintf("; Mann–Whitney U p=%.3f", m.P)
+	}
+	if m.Note != "" {
+		s += "; " + m.Note
+	}
+	return s
+}
+
+// checkDetail explains a failed expectation.
+func checkDetail(c CheckResult) string {
+	s := fmt.Sprintf("%d of %d repetitions failed %s (%s)", c.Runs-c.Passed, c.Runs, c.Expect, strings.Join(c.Failures, ", "))
+	if c.BaseFailed {
+		s += "; also failed in the baseline"
+	}
+	return s
+}
