@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -30,7 +31,33 @@ func childMain(args []string) int {
 	if len(args) > 0 && args[0] == "test-worker" {
 		return testutil.WorkerMain(args[1:])
 	}
+	if os.Getenv(breakReclaimEnv) != "" && len(args) == 3 && args[0] == "serve" && args[1] == "--config" {
+		if err := breakReclaim(args[2]); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+	}
 	return run(context.Background(), args, os.Stdout, os.Stderr)
+}
+
+// breakReclaimEnv makes this test binary, run as a daemon, a build with a
+// regression: under reclaim, hand-offs time out after 300 ms whatever the
+// configuration says, as a bug in reclaim's dispatch timer would. The
+// regression gate's test runs the real gate against it.
+const breakReclaimEnv = "PORTSHARE_TEST_BREAK_RECLAIM"
+
+var dispatchTimeoutLine = regexp.MustCompile(`(?m)^dispatch_timeout: .*$`)
+
+func breakReclaim(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil || !bytes.Contains(b, []byte(`dispatch_failure_policy: "reclaim"`)) {
+		return err
+	}
+	b = dispatchTimeoutLine.ReplaceAll(b, []byte(`dispatch_timeout: "300ms"`))
+	if !bytes.Contains(b, []byte(`dispatch_timeout: "300ms"`)) {
+		b = append(b, "dispatch_timeout: \"300ms\"\n"...)
+	}
+	return os.WriteFile(path, b, 0o600)
 }
 
 // cli runs the CLI in-process and returns its exit code and output.
