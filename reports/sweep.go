@@ -82,7 +82,7 @@ func (s *Sweep) Cell(label string) *Cell {
 
 // Stat summarises one measure over a cell's repetitions.
 type Stat struct {
-	Values           []float64 // by repetition
+	Values           []float64 // in repetition order, of the repetitions that measured it
 	Median, Min, Max float64   // NaN when there are no values
 }
 
@@ -116,17 +116,30 @@ func Summarize(values []float64) Stat {
 	return st
 }
 
-// Metric is one metric of scenarios.MetricNames over the cell's runs. A
-// run that could not start (its Error set) has no metrics and is left out.
+// Metric is one metric of scenarios.MetricNames over the cell's runs that
+// measured it, in repetition order. A run that could not start (its Error
+// set) measured nothing, and a run file of an older version may lack a
+// metric: both are left out rather than read as 0, so Stat.N may be less
+// than the repetitions.
 func (c *Cell) Metric(name string) Stat {
 	var v []float64
 	for _, r := range c.Runs {
-		if r.Error != "" {
-			continue
+		if x, ok := r.Metrics[name]; ok && r.Error == "" {
+			v = append(v, x)
 		}
-		v = append(v, r.Metrics[name])
 	}
 	return Summarize(v)
+}
+
+// Started counts the runs that started (measured something).
+func (c *Cell) Started() int {
+	n := 0
+	for _, r := range c.Runs {
+		if r.Error == "" {
+			n++
+		}
+	}
+	return n
 }
 
 // Outcomes adds up the normal clients' outcomes over the cell's runs.
@@ -151,14 +164,21 @@ func (c *Cell) Passed() int {
 	return n
 }
 
-// LeakFree reports whether no run of the cell leaked a handle (and at
-// least one ran).
+// LeakFree reports whether the cell ran, every run started, and none
+// leaked a handle.
 func (c *Cell) LeakFree() bool {
 	return c.all(func(r *results.Run) bool { return r.Metrics["leaked_handles"] == 0 })
 }
 
-// Clean reports whether every run of the cell leaked nothing, failed no
-// session of a normal client, met every expectation and had no finding.
+// Served reports whether the cell ran, every run started, and no normal
+// client's session failed in any.
+func (c *Cell) Served() bool {
+	return c.all(func(r *results.Run) bool { return r.Metrics["errors"] == 0 })
+}
+
+// Clean reports whether the cell ran, every run started, and every run
+// leaked nothing, failed no session of a normal client, met every
+// expectation and had no finding.
 func (c *Cell) Clean() bool {
 	return c.all(func(r *results.Run) bool {
 		return r.Pass && r.Metrics["leaked_handles"] == 0 && r.Metrics["errors"] == 0

@@ -163,6 +163,7 @@ func TestVerdictOfNothingRun(t *testing.T) {
 func TestFormats(t *testing.T) {
 	assert.Equal(t, "0 %", Percent(0))
 	assert.Equal(t, "0.8 %", Percent(0.008))
+	assert.Equal(t, "< 0.1 %", Percent(0.0003))
 	assert.Equal(t, "65 %", Percent(0.65))
 	assert.Equal(t, "–", Percent(math.NaN()))
 	assert.Equal(t, "850 µs", Millis(0.85))
@@ -172,4 +173,40 @@ func TestFormats(t *testing.T) {
 	assert.Equal(t, "2 s", Millis(2000))
 	assert.Equal(t, "no handle", Count(0, "handle"))
 	assert.Equal(t, "2.5 handles", Count(2.5, "handle"))
+}
+
+// A run that could not start measured nothing: its cell is neither
+// leak-free nor leaking, and the verdict says it was not judged.
+func TestVerdictLeavesOutRunsThatCouldNotStart(t *testing.T) {
+	dir := copyFixture(t, func(name string, r *results.Run) {
+		if strings.HasPrefix(name, "cell-009-") || strings.HasPrefix(name, "cell-000-") {
+			r.Error = "daemon did not start: address in use"
+			r.Metrics = nil
+			r.Pass = false
+		}
+	})
+	s, err := Load(dir)
+	require.NoError(t, err)
+	v := s.Verdict()
+	require.Len(t, v.Unjudged, 2)
+	assert.Len(t, v.Ran, 8)
+	assert.Nil(t, v.Reference, "cell 0 measured nothing")
+	require.Len(t, v.Clean, 1)
+	assert.Equal(t, 4, v.Recommended.Index)
+	assert.Contains(t, v.Reasons[0], "2 cell(s) could not start any run and are not judged")
+	assert.Contains(t, strings.Join(v.Reasons, "\n"), "3 of 8 settings avoided leaked handles")
+	assert.Equal(t, 0, s.Cells[9].Metric("leaked_handles").N())
+}
+
+func TestMetricSkipsWhatARunDidNotMeasure(t *testing.T) {
+	dir := copyFixture(t, func(name string, r *results.Run) {
+		if name == "cell-000-rep-2.json" {
+			delete(r.Metrics, "p99_ms")
+		}
+	})
+	s, err := Load(dir)
+	require.NoError(t, err)
+	st := s.Cells[0].Metric("p99_ms")
+	assert.Equal(t, 1, st.N(), "a missing metric is not a zero")
+	assert.Equal(t, s.Cells[0].Runs[0].Metrics["p99_ms"], st.Median)
 }

@@ -15,7 +15,9 @@ import (
 // handles, and errors, under the scenario's workload and faults, and
 // which of them to choose.
 type Verdict struct {
-	Ran      []*Cell // cells with at least one run
+	Ran      []*Cell // cells with at least one run that started
+	Broken   []*Cell // cells with a run that could not start: judged on what did
+	Unjudged []*Cell // cells none of whose runs started
 	LeakFree []*Cell // no leaked handle in any repetition
 	Clean    []*Cell // leak-free, no failed session, every expectation met, no finding, in every repetition
 	// Recommended is the cheapest clean cell, with the best median p99
@@ -74,8 +76,18 @@ func number(v string) (float64, bool) {
 
 // Verdict works out the verdict from the cells that ran.
 func (s *Sweep) Verdict() Verdict {
-	v := Verdict{Ran: s.Ran()}
-	if len(s.Cells) > 0 && len(s.Cells[0].Runs) > 0 {
+	var v Verdict
+	for _, c := range s.Ran() {
+		switch started := c.Started(); {
+		case started == 0:
+			v.Unjudged = append(v.Unjudged, c)
+			continue
+		case started < len(c.Runs):
+			v.Broken = append(v.Broken, c)
+		}
+		v.Ran = append(v.Ran, c)
+	}
+	if len(s.Cells) > 0 && s.Cells[0].Started() > 0 {
 		v.Reference = s.Cells[0]
 	}
 	passing := func(c *Cell) bool { return c.Passed() == len(c.Runs) }
@@ -114,8 +126,14 @@ func (s *Sweep) Verdict() Verdict {
 func (s *Sweep) reasons(v Verdict) []string {
 	var out []string
 	say := func(format string, a ...any) { out = append(out, fmt.Sprintf(format, a...)) }
+	if len(v.Unjudged) > 0 {
+		say("%d cell(s) could not start any run and are not judged: %s.", len(v.Unjudged), labels(v.Unjudged))
+	}
+	if len(v.Broken) > 0 {
+		say("Some runs could not start in %s: those cells count as neither leak-free nor clean; see their detail.", labels(v.Broken))
+	}
 	if len(v.Ran) == 0 {
-		return []string{"No cell has run yet: there is nothing to judge."}
+		return append(out, "No cell has run yet: there is nothing to judge.")
 	}
 	switch {
 	case len(v.LeakFree) == 0:
@@ -133,7 +151,7 @@ func (s *Sweep) reasons(v Verdict) []string {
 		say("None of them also served every session and met every expectation.")
 	case len(v.Clean) > 0:
 		say("%d of them also failed no session and met every expectation: %s.", len(v.Clean), labels(v.Clean))
-		if key, good, bad := s.decidedBy(v.Ran, (*Cell).Clean); key != "" {
+		if key, good, bad := s.decidedBy(v.Ran, (*Cell).Served); key != "" {
 			say("Whether every session is served depends on %s alone: with %s every cell served them all, with %s every cell failed some, whatever the other settings.", key, good, bad)
 		}
 	}
@@ -291,6 +309,8 @@ func Percent(r float64) string {
 		return "–"
 	case r == 0:
 		return "0 %"
+	case r < 0.001: // one in thousands must not read as none
+		return "< 0.1 %"
 	case r < 0.1:
 		return strconv.FormatFloat(r*100, 'f', 1, 64) + " %"
 	}

@@ -60,7 +60,9 @@ nothing else to open: no network, no scripts or fonts from elsewhere.
 }
 
 // writeReport renders s to path (stdout for "-") through a temporary
-// file, so a reader never opens half a report, and returns its size.
+// file beside it, renamed into place, so a reader never opens half a
+// report and two writers (tune --cell runs sharing a directory) never
+// mix theirs. It returns the report's size; on error nothing is left.
 func writeReport(s *reports.Sweep, path string, stdout io.Writer) (int, error) {
 	var buf bytes.Buffer
 	if err := page.Write(&buf, s); err != nil {
@@ -70,11 +72,25 @@ func writeReport(s *reports.Sweep, path string, stdout io.Writer) (int, error) {
 		_, err := stdout.Write(buf.Bytes())
 		return buf.Len(), err
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, buf.Bytes(), 0o644); err != nil {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return 0, usageError{fmt.Errorf("cannot write the report: %v", err)}
+	}
+	_, err = f.Write(buf.Bytes())
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(f.Name(), 0o644)
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
 		return 0, err
 	}
-	return buf.Len(), os.Rename(tmp, path)
+	return buf.Len(), nil
 }
 
 func size(n int) string {

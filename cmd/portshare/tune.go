@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -148,19 +149,20 @@ func runTune(ctx context.Context, stdout, stderr io.Writer, r runner.Runner, s *
 	}
 	if len(runs) > 0 {
 		// The summary and the report read the results back as any later
-		// reader will, so what tune prints is what the files say.
-		sweep, lerr := reports.Load(r.Out)
-		if lerr != nil {
-			return lerr
+		// reader will, so what tune prints is what the files say. Failing
+		// to, the sweep's own outcome below still stands.
+		if sweep, lerr := reports.Load(r.Out); lerr != nil {
+			fmt.Fprintf(stderr, "portshare: no summary or report: %v\n", lerr)
+		} else {
+			writeTuneSummary(stdout, sweep)
+			fmt.Fprintf(stdout, "\nresults: %s (%d run files, manifest.json)\n", r.Out, len(runs))
+			report := filepath.Join(r.Out, ReportFile)
+			if n, rerr := writeReport(sweep, report, stdout); rerr != nil {
+				fmt.Fprintf(stderr, "portshare: no report: %v\n", rerr)
+			} else {
+				fmt.Fprintf(stdout, "report: %s (%s)\n", report, size(n))
+			}
 		}
-		writeTuneSummary(stdout, sweep)
-		fmt.Fprintf(stdout, "\nresults: %s (%d run files, manifest.json)\n", r.Out, len(runs))
-		report := filepath.Join(r.Out, ReportFile)
-		n, rerr := writeReport(sweep, report, stdout)
-		if rerr != nil {
-			return fmt.Errorf("report: %v", rerr)
-		}
-		fmt.Fprintf(stdout, "report: %s (%s)\n", report, size(n))
 	}
 	switch {
 	case errors.Is(err, context.Canceled):
@@ -316,21 +318,11 @@ func (p *tuneProgress) end() {
 
 func runLine(r *results.Run, verdict string) string {
 	m := r.Metrics
-	s := fmt.Sprintf("%s  sessions %.0f  errors %.1f%%  leaked %.0f  p99 %s", verdict, m["sessions"], 100*m["error_rate"], m["leaked_handles"], ms(m["p99_ms"]))
+	s := fmt.Sprintf("%s  sessions %.0f  errors %s  leaked %.0f  p99 %s", verdict, m["sessions"], reports.Percent(m["error_rate"]), m["leaked_handles"], reports.Millis(m["p99_ms"]))
 	if r.Error != "" {
 		s += "  error: " + r.Error
 	}
 	return s
-}
-
-func ms(v float64) string {
-	switch {
-	case v >= 1000:
-		return fmt.Sprintf("%.2fs", v/1000)
-	case v >= 10:
-		return fmt.Sprintf("%.0fms", v)
-	}
-	return fmt.Sprintf("%.1fms", v)
 }
 
 // writeTuneSummary prints one line per cell run (medians over
@@ -360,12 +352,12 @@ func writeTuneSummary(w io.Writer, s *reports.Sweep) {
 			safe = append(safe, fmt.Sprint(c.Index))
 		}
 		leaked := c.Metric("leaked_handles")
-		leaks := fmt.Sprintf("%.0f", leaked.Max)
+		leaks := number(leaked.Max)
 		if leaked.Min != leaked.Max {
-			leaks = fmt.Sprintf("%.0f–%.0f", leaked.Min, leaked.Max)
+			leaks = number(leaked.Min) + "–" + number(leaked.Max)
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%d\t%.0f\t%.2f%%\t%s\t%s\t%.0f\t%d\t%s\n", c.Index, c.Label, len(c.Runs), med("sessions"),
-			100*med("error_rate"), leaks, ms(med("p99_ms")), med("throughput"), len(c.Findings()), verdict)
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", c.Index, c.Label, len(c.Runs), number(med("sessions")),
+			reports.Percent(med("error_rate")), leaks, reports.Millis(med("p99_ms")), number(med("throughput")), len(c.Findings()), verdict)
 	}
 	tw.Flush()
 	if len(m.Assertions) > 0 {
@@ -392,6 +384,15 @@ func writeTuneSummary(w io.Writer, s *reports.Sweep) {
 	for _, reason := range s.Verdict().Reasons {
 		fmt.Fprintf(w, "  - %s\n", reason)
 	}
+}
+
+// number prints a count or rate rounded to a whole, "–" if nothing
+// measured it.
+func number(f float64) string {
+	if math.IsNaN(f) {
+		return "–"
+	}
+	return fmt.Sprintf("%.0f", f)
 }
 
 func listOrNone(s []string) string {

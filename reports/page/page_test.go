@@ -147,3 +147,12 @@ func TestSpectrumPointsStopWhereTheDataDoes(t *testing.T) {
 	assert.InDelta(t, 99.9, ps[len(ps)-1], 1e-9)
 	assert.Len(t, spectrumPoints(5), 9) // 0…80: no nines from five sessions
 }
+
+func TestTimedWindows(t *testing.T) {
+	assert.True(t, window{Fault: "stall:at=2s,for=1500ms"}.timed())
+	assert.True(t, window{Fault: "crash:after=10"}.timed())
+	assert.True(t, window{Fault: "pause", Kind: "daemon"}.timed())
+	assert.False(t, window{Fault: "slow-accept:delay=15ms,dist=exp"}.timed())
+	assert.False(t, window{Fault: "dribble:interval=50ms,format=x"}.timed())
+	assert.False(t, window{Fault: "silent"}.timed())
+}

@@ -91,8 +91,17 @@ func near(a, b float64) bool {
 // Accept, silent clients in every load) would shade everything and are
 // listed in words instead.
 func (w window) timed() bool {
-	return w.Instant || w.Kind == faults.Daemon || w.Kind == faults.Network ||
-		strings.Contains(w.Fault, "at=") || strings.Contains(w.Fault, "for=") || strings.Contains(w.Fault, "after=")
+	if w.Instant || w.Kind == faults.Daemon || w.Kind == faults.Network {
+		return true
+	}
+	_, args, _ := strings.Cut(w.Fault, ":")
+	for _, kv := range strings.Split(args, ",") {
+		switch key, _, _ := strings.Cut(kv, "="); key {
+		case "at", "for", "after":
+			return true
+		}
+	}
+	return false
 }
 
 // unseeded drops the seed= the runner adds to each process's spec, so
