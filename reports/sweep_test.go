@@ -68,13 +68,17 @@ func TestVerdictOfTheDefaultScenario(t *testing.T) {
 	}
 	require.Len(t, v.Clean, 2)
 	require.NotNil(t, v.Recommended)
-	assert.Contains(t, v.Recommended.Label, "remedy=remedy-and-3min")
+	// Both policies are clean with the remedy and a 3-minute timeout, at
+	// the same cost and p99; reclaim's neighbours fail far fewer
+	// sessions (compat's leak and evict), so it is the one to choose.
+	assert.Equal(t, "dispatch_failure_policy=reclaim remedy=remedy-and-3min", v.Recommended.Label)
 	require.NotNil(t, v.Reference)
 	assert.Equal(t, 0, v.Reference.Index)
 	assert.Empty(t, v.Mixed)
 	text := strings.Join(v.Reasons, "\n")
 	assert.Contains(t, text, "Whether handles leak depends on remedy alone")
 	assert.Contains(t, text, "Recommended: "+v.Recommended.Label)
+	assert.Contains(t, text, "the one whose neighbours (one setting changed) fail fewest sessions")
 	assert.Contains(t, text, "The defaults (dispatch_failure_policy=compat remedy=smsvchost-3x")
 	assert.Contains(t, text, "turned away by a full route queue")
 }

@@ -31,6 +31,82 @@ type Verdict struct {
 	Mixed     []*Cell // repetitions disagree
 	// Reasons say it in plain words, most important first.
 	Reasons []string
+
+	why string // how Recommended was chosen among the clean cells
+}
+
+// nearP99 is how close two p99s must be to count as equal when choosing
+// between equally cheap cells: closer than run-to-run noise on a small
+// machine.
+const nearP99 = 0.10
+
+// pick chooses among clean cells: the cheapest; among equally cheap ones,
+// those within nearP99 of the best median p99; among those, the one whose
+// neighbours (the cells one setting away) fail fewest sessions, because
+// it keeps working if that setting drifts; then the best p99. It says
+// how it chose.
+func (s *Sweep) pick(ran, clean []*Cell) (*Cell, string) {
+	p99 := func(c *Cell) float64 { return c.Metric("p99_ms").Median }
+	minCost := slices.Min(costs(s, clean))
+	var cheap []*Cell
+	for _, c := range clean {
+		if s.Cost(c) == minCost {
+			cheap = append(cheap, c)
+		}
+	}
+	why := "the cheapest of those (smallest limits and shortest timeouts)"
+	if len(cheap) == 1 {
+		return cheap[0], why
+	}
+	best := slices.MinFunc(cheap, func(a, b *Cell) int { return cmp.Compare(p99(a), p99(b)) })
+	var near []*Cell
+	for _, c := range cheap {
+		if p99(c) <= p99(best)*(1+nearP99) {
+			near = append(near, c)
+		}
+	}
+	if len(near) == 1 {
+		return best, why + fmt.Sprintf(", with the best median p99 of the %d equally cheap", len(cheap))
+	}
+	around := func(c *Cell) float64 { return s.neighbourErrors(ran, c) }
+	chosen := slices.MinFunc(near, func(a, b *Cell) int {
+		return cmp.Or(cmp.Compare(around(a), around(b)), cmp.Compare(p99(a), p99(b)), cmp.Compare(a.Index, b.Index))
+	})
+	return chosen, why + fmt.Sprintf("; of the %d equally cheap with p99 within %.0f %% of each other, the one whose neighbours (one setting changed) fail fewest sessions: %s on average, so it holds up best if a setting drifts",
+		len(near), nearP99*100, Percent(around(chosen)))
+}
+
+func costs(s *Sweep, cells []*Cell) []float64 {
+	out := make([]float64, len(cells))
+	for i, c := range cells {
+		out[i] = s.Cost(c)
+	}
+	return out
+}
+
+// neighbourErrors is the mean median error rate of the cells that differ
+// from c in exactly one axis value (0 if it has none).
+func (s *Sweep) neighbourErrors(ran []*Cell, c *Cell) float64 {
+	sum, n := 0.0, 0
+	for _, o := range ran {
+		if o == c || len(o.Values) != len(c.Values) {
+			continue
+		}
+		diff := 0
+		for i := range o.Values {
+			if o.Values[i].Value != c.Values[i].Value {
+				diff++
+			}
+		}
+		if e := o.Metric("error_rate").Median; diff == 1 && !math.IsNaN(e) {
+			sum += e
+			n++
+		}
+	}
+	if n == 0 {
+		return 0
+	}
+	return sum / float64(n)
 }
 
 // Cost ranks how much a cell's settings hold: for every setting whose
@@ -113,7 +189,7 @@ func (s *Sweep) Verdict() Verdict {
 	}
 	switch {
 	case len(v.Clean) > 0:
-		v.Recommended = slices.MinFunc(v.Clean, byCost)
+		v.Recommended, v.why = s.pick(v.Ran, v.Clean)
 	case len(leakFreePassing) > 0:
 		v.Recommended = slices.MinFunc(leakFreePassing, func(a, b *Cell) int {
 			return cmp.Or(cmp.Compare(errs(a), errs(b)), byCost(a, b))
@@ -157,11 +233,7 @@ func (s *Sweep) reasons(v Verdict) []string {
 	}
 	if c := v.Recommended; c != nil {
 		if len(v.Clean) > 0 {
-			why := "the cheapest of those (smallest limits and shortest timeouts)"
-			if n := countFunc(v.Clean, func(o *Cell) bool { return s.Cost(o) == s.Cost(c) }); n > 1 {
-				why += fmt.Sprintf(", with the best median p99 of the %d equally cheap", n)
-			}
-			say("Recommended: %s, %s: %s.", c.Label, why, c.Brief())
+			say("Recommended: %s, %s: %s.", c.Label, v.why, c.Brief())
 		} else {
 			say("Recommended, for want of a clean cell: %s, the leak-free cell with the fewest errors that met every expectation: %s. %s", c.Label, c.Brief(), c.Failures())
 		}
@@ -289,16 +361,6 @@ func labels(cells []*Cell) string {
 		parts[i] = c.Label
 	}
 	return strings.Join(parts, "; ")
-}
-
-func countFunc[T any](s []T, f func(T) bool) int {
-	n := 0
-	for _, x := range s {
-		if f(x) {
-			n++
-		}
-	}
-	return n
 }
 
 // Percent formats a rate as a percentage for people: "0 %", "0.8 %",
