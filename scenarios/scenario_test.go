@@ -860,7 +860,6 @@ func TestParseTolerance(t *testing.T) {
 		got, err := ParseTolerance(text)
 		require.NoError(t, err, text)
 		assert.Equal(t, want, got, text)
-		assert.Equal(t, !want.Off, got.Gated())
 	}
 	for _, text := range []string{"", "x", "+", "2", "-1", "+-1", "++1", "x0.9", "x-2", "x2+", "x2-3", "xinf", "+NaN", "x0x10", "1.5x", "exact+1", "X2", "+1_000", "x2+20+1"} {
 		_, err := ParseTolerance(text)
@@ -875,4 +874,7 @@ func TestParseTolerance(t *testing.T) {
 	d := DefaultTolerances()
 	assert.Len(t, d, 10)
 	assert.Equal(t, Tolerance{Text: "x2+20", Ratio: 2, Abs: 20}, d["p99_ms"])
+	x, err := ParseTolerance(ExactOverNonZero.Text)
+	require.NoError(t, err)
+	assert.Equal(t, ExactOverNonZero, x, "ExactOverNonZero is the form its text says")
 }

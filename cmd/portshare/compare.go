@@ -30,20 +30,25 @@ change, the limit and the verdict, then each expectation of the scenario.
 A metric regresses when NEW's median is past the limit its tolerance sets
 from the baseline's worst repetition (with 4 or more repetitions on both
 sides, only if a Mann–Whitney U test also finds the difference significant,
-p < 0.05); an exact tolerance compares the worst repetitions instead. A
-tolerance is exact, off (shown, not gated), +A (absolute slack), xR (ratio)
-or xR+A: the limit is worst×R + A, or worst/R − A for ok, throughput and
-dispatched, where lower is worse. By default leaked_handles,
-dispatch_timeout, evictions, dispatch_error, ledger_violations,
-fd_violations and findings are exact, error_rate +0.05, p99_ms x2+20 and
-throughput x1.5; other metrics are compared only when named. --tolerance
-overrides the scenario's compare section, which overrides the defaults
-(scenarios/README.md).
+p < 0.05; a median past the limit that is not significant is ok, and the
+verdict says so). A tolerance is exact, off (shown, not gated), +A
+(absolute slack), xR (ratio) or xR+A: the limit is worst×R + A, or
+worst/R − A for ok, throughput and dispatched, where lower is worse. exact
+is for counts that must stay zero: where the baseline's worst repetition
+is 0, every NEW repetition must be 0; where it is not, exact is x1.5+2 on
+the median. By default leaked_handles, dispatch_timeout, evictions,
+dispatch_error, ledger_violations, fd_violations and findings are exact,
+error_rate +0.05, p99_ms x2+20 and throughput x1.5; other metrics are
+compared only when named. --tolerance overrides the scenario's compare
+section, which overrides the defaults (scenarios/README.md).
 
 The comparison fails if a metric regressed, if a NEW repetition failed an
 expectation, if NEW did not run a cell the baseline ran, or if a NEW
-repetition could not start. Cells only in NEW are not compared (their
-expectations still count).
+repetition could not start. An expectation the baseline failed too, or
+repetitions the baseline could not start either, fail only if NEW fails
+them in a larger share of its repetitions; otherwise they are warnings
+(WARN lines), so a sweep compared with itself passes. Cells only in NEW
+are not compared (their expectations still count).
 
 --junit FILE writes JUnit XML (a test case per cell × metric and
 expectation), --markdown FILE a summary for a pull request comment; FILE -

@@ -10,16 +10,30 @@
 // is worse. The metric regresses when the new median is past that limit
 // and, when both sweeps have at least 4 repetitions, a two-sided
 // Mann–Whitney U test also finds the repetitions different (p < 0.05), so
-// that one noisy repetition cannot fail a gate its siblings pass. An exact
-// tolerance instead compares worst with worst: the new sweep's worst
-// repetition must be no worse than the baseline's, so a count that was
-// zero must stay zero in every run. Improvements are the mirror image:
-// the new median better than the baseline's best repetition by the same
-// tolerance (and significant where tested). Besides the metrics, every
-// expectation of the scenario fails a cell if any new repetition failed
-// it, and a baseline cell the new sweep did not run, or ran without a
-// single run that started, fails the comparison: a gate that compared
-// nothing must not pass.
+// that one noisy repetition cannot fail a gate its siblings pass; a median
+// past the limit that the test does not find significant is ok, and the
+// verdict says so.
+//
+// An exact tolerance is for counts that must stay zero. Over a baseline
+// whose worst repetition is 0 it compares worst with worst, without a
+// test: every new repetition must be 0 too. Over a non-zero baseline worst
+// (a cell that leaks on purpose) it is scenarios.ExactOverNonZero, x1.5+2,
+// on the median like any other tolerance: such a count varies from run to
+// run, and a new sweep of more repetitions draws a higher worst.
+//
+// Improvements are the mirror image of regressions: the new median better
+// than the baseline's best repetition by the same tolerance (and
+// significant where tested); for exact over a zero baseline worst, the
+// new worst better than zero, which a count never is.
+//
+// Besides the metrics, every expectation of the scenario fails a cell if a
+// new repetition failed it, unless the baseline failed it too, in as large
+// a share of its repetitions: that is a warning, which does not fail the
+// comparison. New repetitions that could not start fail the cell on the
+// same terms. So a sweep compared with itself always passes. A baseline
+// cell the new sweep did not run, or ran without a single run that
+// started, fails the comparison: a gate that compared nothing must not
+// pass.
 package compare
 
 import (
@@ -112,32 +126,67 @@ type CellResult struct {
 	Base, New *reports.Cell
 	Metrics   []MetricResult // Compared cells only
 	Checks    []CheckResult  // every expectation the new runs evaluated
-	// Errors are the new repetitions that could not start: each fails
-	// the cell, since what it would have measured is unknown.
+	// Errors are the new repetitions that could not start. They fail the
+	// cell, since what they would have measured is unknown, unless the
+	// baseline's could not start as often (ErrorsFail). In a NotRun cell
+	// they are why it did not run, and count as that.
 	Errors []string
-	Time   time.Duration // the new runs' wall clock, summed
+	// BaseErrors are the baseline's repetitions of the cell that could
+	// not start.
+	BaseErrors int
+	Time       time.Duration // the new runs' wall clock, summed
 }
+
+// ErrorsFail reports whether the new repetitions that could not start
+// fail the cell: some could not start, and in a larger share of the
+// cell's repetitions than in the baseline.
+func (cr *CellResult) ErrorsFail() bool {
+	if len(cr.Errors) == 0 {
+		return false
+	}
+	if cr.Base == nil || cr.BaseErrors == 0 {
+		return true
+	}
+	return moreOften(len(cr.Errors), len(cr.New.Runs), cr.BaseErrors, len(cr.Base.Runs))
+}
+
+// moreOften reports whether a of n is a larger share than b of m.
+func moreOften(a, n, b, m int) bool { return a*m > b*n }
 
 // MetricResult is one metric of one compared cell.
 type MetricResult struct {
 	Metric    string
-	Tolerance scenarios.Tolerance
+	Tolerance scenarios.Tolerance // as given
+	// Applied is the tolerance that set the limit: Tolerance, or
+	// scenarios.ExactOverNonZero for exact over a non-zero baseline worst.
+	Applied   scenarios.Tolerance
 	Source    Source
 	Base, New reports.Stat
 	// BaseWorst and NewWorst are the worst repetitions in the metric's
-	// bad direction; Limit is what NewWorst (exact) or New.Median (the
-	// other tolerances) may not pass, NaN when not gated.
+	// bad direction; Limit is what NewWorst (exact over a zero baseline
+	// worst: OnWorst) or New.Median (the other tolerances) may not pass,
+	// NaN when not gated.
 	BaseWorst, NewWorst, Limit float64
 	LowerIsWorse               bool
 	P                          float64 // Mann–Whitney U p-value; NaN when not computed
 	Verdict                    Verdict
-	// Note explains a verdict the numbers alone do not: a median past the
-	// limit that the U test does not find significant.
+	// NotSignificant marks a median past the limit that the U test does
+	// not find significant: the verdict is Same, shown as "ok (not
+	// significant, p=…)".
+	NotSignificant bool
+	// Note explains a verdict the numbers alone do not: why a median past
+	// the limit is not a regression.
 	Note string
 }
 
 // Gated reports whether the metric can fail the cell.
 func (m MetricResult) Gated() bool { return m.Verdict != NotGated }
+
+// OnWorst reports whether the worst repetitions decided the verdict: an
+// exact tolerance over a baseline whose worst repetition is 0.
+func (m MetricResult) OnWorst() bool {
+	return m.Verdict != NotGated && m.Tolerance.Exact && m.BaseWorst == 0
+}
 
 // CheckResult is one expectation of the scenario in one cell.
 type CheckResult struct {
@@ -154,6 +203,20 @@ type CheckResult struct {
 
 // Failed reports whether any new repetition failed the expectation.
 func (c CheckResult) Failed() bool { return c.Passed < c.Runs }
+
+// Fails reports whether the expectation fails the cell: a new repetition
+// failed it, and the baseline did not fail it in as large a share of its
+// repetitions.
+func (c CheckResult) Fails() bool {
+	if !c.Failed() {
+		return false
+	}
+	return !c.BaseFailed || moreOften(c.Runs-c.Passed, c.Runs, c.BaseRuns-c.BasePassed, c.BaseRuns)
+}
+
+// AsInBase reports a warning: new repetitions failed the expectation, but
+// no more often than the baseline's did.
+func (c CheckResult) AsInBase() bool { return c.Failed() && !c.Fails() }
 
 // Name is the expectation as a test case name: its text, and its where
 // clause when another clause expects the same of the cell.
@@ -198,6 +261,7 @@ func Compare(base, latest *reports.Sweep, opt Options) (*Result, error) {
 			continue
 		}
 		cr.Status = Compared
+		cr.BaseErrors = len(runErrors(bc))
 		for _, mt := range r.Tolerances {
 			cr.Metrics = append(cr.Metrics, decide(mt, bc.Metric(mt.Metric), nc.Metric(mt.Metric)))
 		}
@@ -211,6 +275,9 @@ func Compare(base, latest *reports.Sweep, opt Options) (*Result, error) {
 		cr := &CellResult{Label: nc.Label, Status: OnlyInNew, Base: base.Cell(nc.Label), New: nc}
 		if cr.Base != nil && len(cr.Base.Runs) == 0 {
 			cr.Base = nil
+		}
+		if cr.Base != nil {
+			cr.BaseErrors = len(runErrors(cr.Base))
 		}
 		cr.finish()
 		r.Cells = append(r.Cells, cr)
@@ -337,7 +404,7 @@ func ParseToleranceFlags(args []string) (map[string]scenarios.Tolerance, error) 
 // comment for the rule).
 func decide(mt MetricTolerance, base, latest reports.Stat) MetricResult {
 	lower := scenarios.LowerIsWorse(mt.Metric)
-	res := MetricResult{Metric: mt.Metric, Tolerance: mt.Tolerance, Source: mt.Source, Base: base, New: latest, LowerIsWorse: lower, Limit: math.NaN(), P: math.NaN()}
+	res := MetricResult{Metric: mt.Metric, Tolerance: mt.Tolerance, Applied: mt.Tolerance, Source: mt.Source, Base: base, New: latest, LowerIsWorse: lower, Limit: math.NaN(), P: math.NaN()}
 	// worse(a, b): a is worse than b in the metric's bad direction.
 	worse := func(a, b float64) bool { return a > b }
 	res.BaseWorst, res.NewWorst = base.Max, latest.Max
@@ -352,15 +419,19 @@ func decide(mt MetricTolerance, base, latest reports.Stat) MetricResult {
 	case t.Off || mt.Metric == "sessions":
 		res.Verdict = NotGated
 		return res
-	case t.Exact:
-		res.Limit = res.BaseWorst
+	case t.Exact && res.BaseWorst == 0:
+		// A count that must stay zero: in every repetition.
+		res.Limit = 0
 		switch {
-		case worse(res.NewWorst, res.BaseWorst):
+		case worse(res.NewWorst, 0):
 			res.Verdict = Regressed
-		case worse(res.BaseWorst, res.NewWorst):
+		case worse(0, res.NewWorst):
 			res.Verdict = Improved
 		}
 		return res
+	case t.Exact:
+		t = scenarios.ExactOverNonZero
+		res.Applied = t
 	}
 	var better float64 // the mirror of the limit, from the baseline's best
 	if lower {
@@ -379,6 +450,7 @@ func decide(mt MetricTolerance, base, latest reports.Stat) MetricResult {
 	case worse(latest.Median, res.Limit) && significant:
 		res.Verdict = Regressed
 	case worse(latest.Median, res.Limit):
+		res.NotSignificant = true
 		res.Note = fmt.Sprintf("median past the limit, but the repetitions do not differ significantly (p=%.3f ≥ %g)", res.P, Alpha)
 	case worse(better, latest.Median) && significant:
 		res.Verdict = Improved
@@ -386,18 +458,23 @@ func decide(mt MetricTolerance, base, latest reports.Stat) MetricResult {
 	return res
 }
 
-// Counts of what failed a comparison.
+// Counts of what failed a comparison, and of the warnings. Each problem
+// counts once: the runs that could not start in a cell not run are why it
+// did not run, not more problems.
 type Counts struct {
 	Regressions, FailedChecks, NotRun, RunErrors int
-	Improvements                                 int
-	Cells, NotCompared                           int
+	// ChecksAsInBase and RunErrorsAsInBase are the warnings: expectations
+	// failed, and repetitions that could not start, no more often than in
+	// the baseline.
+	ChecksAsInBase, RunErrorsAsInBase int
+	Improvements                      int
+	Cells, NotCompared                int
 }
 
-// Counts adds up the comparison's failures.
+// Counts adds up the comparison's failures and warnings.
 func (r *Result) Counts() Counts {
 	var c Counts
 	for _, cell := range r.Cells {
-		c.RunErrors += len(cell.Errors)
 		switch cell.Status {
 		case NotRun:
 			c.NotRun++
@@ -408,6 +485,11 @@ func (r *Result) Counts() Counts {
 		default:
 			c.Cells++
 		}
+		if cell.ErrorsFail() {
+			c.RunErrors += len(cell.Errors)
+		} else {
+			c.RunErrorsAsInBase += len(cell.Errors)
+		}
 		for _, m := range cell.Metrics {
 			switch m.Verdict {
 			case Regressed:
@@ -417,8 +499,11 @@ func (r *Result) Counts() Counts {
 			}
 		}
 		for _, ch := range cell.Checks {
-			if ch.Failed() {
+			switch {
+			case ch.Fails():
 				c.FailedChecks++
+			case ch.AsInBase():
+				c.ChecksAsInBase++
 			}
 		}
 	}
@@ -427,14 +512,15 @@ func (r *Result) Counts() Counts {
 
 // Failed reports whether the comparison fails the gate: a regression, a
 // failed expectation, a baseline cell not run, or a new run that could
-// not start.
+// not start (each but the cell not run more often than in the baseline).
 func (r *Result) Failed() bool {
 	c := r.Counts()
 	return c.Regressions+c.FailedChecks+c.NotRun+c.RunErrors > 0
 }
 
 // Summary is the comparison in one line: "2 regressions, 1 failed
-// expectation in 4 cells", or "no regression in 4 cells".
+// expectation in 4 cells", or "no regression in 4 cells", then in
+// parentheses what did not fail it: improvements, warnings, new cells.
 func (r *Result) Summary() string {
 	c := r.Counts()
 	var parts []string
@@ -455,15 +541,15 @@ func (r *Result) Summary() string {
 		s = "no regression"
 	}
 	s += " in " + plural(c.Cells, "cell", "cells")
-	var more []string
-	if c.Improvements > 0 {
-		more = append(more, plural(c.Improvements, "improvement", "improvements"))
-	}
+	parts = nil
+	add(c.Improvements, "improvement", "improvements")
+	add(c.ChecksAsInBase, "expectation failing as in the baseline", "expectations failing as in the baseline")
+	add(c.RunErrorsAsInBase, "run that could not start, as in the baseline", "runs that could not start, as in the baseline")
 	if c.NotCompared > 0 {
-		more = append(more, plural(c.NotCompared, "new cell", "new cells")+" not compared")
+		parts = append(parts, plural(c.NotCompared, "new cell", "new cells")+" not compared")
 	}
-	if len(more) > 0 {
-		s += " (" + strings.Join(more, ", ") + ")"
+	if len(parts) > 0 {
+		s += " (" + strings.Join(parts, ", ") + ")"
 	}
 	return s
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/xml"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -15,11 +16,15 @@ type Row struct {
 	Cell, Item                        string
 	Base, New, Change, Limit, Verdict string
 	Fail                              bool   // fails the gate
-	Detail                            string // why it failed, in a sentence
+	Warn                              bool   // a warning: failed as in the baseline, does not fail the gate
+	Detail                            string // why it failed or warns, in a sentence
 }
 
 // Header names the table's columns.
 var Header = Row{Cell: "cell", Item: "metric / assertion", Base: "baseline", New: "new", Change: "change", Limit: "limit", Verdict: "verdict"}
+
+// warning is the verdict of a row that warns.
+const warning = "warning (as in baseline)"
 
 // Rows is the comparison as a table, cell by cell: the cell's state if
 // it was not compared, its metrics, its expectations, then its runs that
@@ -36,13 +41,17 @@ func (r *Result) Rows() []Row {
 			rows = append(rows, Row{Cell: c.Label, Item: "cell ran", Base: plural(len(c.Base.Runs), "run", "runs"), New: "none", Verdict: "NOT RUN", Fail: true, Detail: d})
 			continue
 		case OnlyInNew:
-			rows = append(rows, Row{Cell: c.Label, Item: "cell ran", Base: "none", New: plural(len(c.New.Runs), "run", "runs"), Verdict: "not compared", Detail: "not in the baseline: only its expectations are checked"})
+			row := Row{Cell: c.Label, Item: "cell ran", Base: "none", New: plural(len(c.New.Runs), "run", "runs"), Verdict: "not compared", Detail: "not in the baseline: only its expectations are checked"}
+			if c.Base != nil {
+				row.Base, row.Detail = "none started", "no repetition of the baseline started: only its expectations are checked"
+			}
+			rows = append(rows, row)
 		}
 		for _, m := range c.Metrics {
 			rows = append(rows, Row{
 				Cell: c.Label, Item: m.Metric,
 				Base: stat(m.Metric, m.Base), New: stat(m.Metric, m.New),
-				Change: change(m), Limit: limit(m), Verdict: m.Verdict.String(),
+				Change: change(m), Limit: limit(m), Verdict: verdict(m),
 				Fail: m.Verdict == Regressed, Detail: detail(m),
 			})
 		}
@@ -51,25 +60,40 @@ func (r *Result) Rows() []Row {
 			if ch.InBase {
 				row.Base = fmt.Sprintf("%d/%d passed", ch.BasePassed, ch.BaseRuns)
 			}
-			if ch.Failed() {
+			switch {
+			case ch.Fails():
 				row.Verdict, row.Fail, row.Detail = "FAIL", true, checkDetail(ch)
 				if ch.BaseFailed {
-					row.Verdict = "FAIL (also in baseline)"
+					row.Verdict = "FAIL (more often than baseline)"
 				}
+			case ch.AsInBase():
+				row.Verdict, row.Warn, row.Detail = warning, true, checkWarning(ch)
 			}
 			rows = append(rows, row)
 		}
+		fail := c.ErrorsFail()
 		for _, e := range c.Errors {
-			rows = append(rows, Row{Cell: c.Label, Item: "repetition started", New: "error", Verdict: "FAIL", Fail: true, Detail: e})
+			row := Row{Cell: c.Label, Item: "repetition started", New: "error", Verdict: "FAIL", Fail: true, Detail: e}
+			if !fail {
+				row.Verdict, row.Fail, row.Warn = warning, false, true
+				row.Detail = fmt.Sprintf("%s; %s", e, errorsWarning(c))
+			}
+			rows = append(rows, row)
 		}
 	}
 	return rows
 }
 
+// errorsWarning is the warning for a cell's repetitions that could not
+// start, no more often than the baseline's.
+func errorsWarning(c *CellResult) string {
+	return asInBase("could not start", len(c.Errors), len(c.New.Runs), c.BaseErrors, len(c.Base.Runs))
+}
+
 // WriteText writes the table for a terminal or a CI log: a heading, the
 // notes, the aligned table (each cell's label on its first row), one
-// line per failure naming the cell, and the summary. It returns the
-// writer's first error.
+// line per failure naming the cell (FAIL), one per warning (WARN), and
+// the summary. It returns the writer's first error.
 func (r *Result) WriteText(w io.Writer) error {
 	ew := &errWriter{w: w}
 	fmt.Fprintf(ew, "portshare compare: %s\n", r.Scenario)
@@ -108,6 +132,11 @@ func (r *Result) WriteText(w io.Writer) error {
 	for _, row := range rows {
 		if row.Fail {
 			fmt.Fprintf(ew, "FAIL %s: %s: %s\n", row.Cell, row.Item, oneLine(row.Detail))
+		}
+	}
+	for _, row := range rows {
+		if row.Warn {
+			fmt.Fprintf(ew, "WARN %s: %s: %s\n", row.Cell, row.Item, oneLine(row.Detail))
 		}
 	}
 	fmt.Fprintln(ew, r.Summary())
@@ -183,10 +212,12 @@ type junitSkipped struct {
 	Message string `xml:"message,attr"`
 }
 
-// Cases are the comparison's test cases, by cell: "cell ran" (failed for
-// a baseline cell the new sweep did not run or a repetition that could
-// not start, skipped for a cell only in the new sweep), one per gated
-// metric, one per expectation.
+// junitCases are the comparison's test cases, by cell: "cell ran" (failed
+// for a baseline cell the new sweep did not run or repetitions that could
+// not start, more often than in the baseline; skipped for a cell only in
+// the new sweep), one per gated metric, one per expectation. A case's
+// system-out carries what the table says of it: a metric's numbers and
+// verdict, a warning.
 func (r *Result) junitCases() []junitCase {
 	var cases []junitCase
 	for _, c := range r.Cells {
@@ -195,9 +226,12 @@ func (r *Result) junitCases() []junitCase {
 		case c.Status == NotRun:
 			msg := "cell not run: the baseline ran it, the new sweep did not"
 			ran.Failure = &junitFailure{Message: msg, Type: "not run", Text: strings.Join(append([]string{msg}, c.Errors...), "\n")}
-		case len(c.Errors) > 0:
+		case c.ErrorsFail():
 			ran.Failure = &junitFailure{Message: plural(len(c.Errors), "repetition", "repetitions") + " could not start", Type: "run error", Text: strings.Join(c.Errors, "\n")}
-		case c.Status == OnlyInNew:
+		case len(c.Errors) > 0:
+			ran.SystemOut = "warning: " + errorsWarning(c) + "\n" + strings.Join(c.Errors, "\n")
+		}
+		if c.Status == OnlyInNew && ran.Failure == nil {
 			ran.Skipped = &junitSkipped{Message: "not in the baseline: not compared"}
 		}
 		cases = append(cases, ran)
@@ -206,7 +240,10 @@ func (r *Result) junitCases() []junitCase {
 				continue
 			}
 			tc := junitCase{Classname: c.Label, Name: m.Metric}
-			tc.SystemOut = fmt.Sprintf("baseline %s, new %s, change %s, limit %s: %s", stat(m.Metric, m.Base), stat(m.Metric, m.New), change(m), limit(m), m.Verdict)
+			tc.SystemOut = fmt.Sprintf("baseline %s, new %s, change %s, limit %s: %s", stat(m.Metric, m.Base), stat(m.Metric, m.New), change(m), limit(m), verdict(m))
+			if m.Note != "" {
+				tc.SystemOut += "; " + m.Note
+			}
 			if m.Verdict == Regressed {
 				tc.Failure = &junitFailure{Message: m.Metric + " regressed: " + detail(m), Type: "regression", Text: tc.SystemOut}
 			}
@@ -214,8 +251,11 @@ func (r *Result) junitCases() []junitCase {
 		}
 		for _, ch := range c.Checks {
 			tc := junitCase{Classname: c.Label, Name: ch.Name()}
-			if ch.Failed() {
+			switch {
+			case ch.Fails():
 				tc.Failure = &junitFailure{Message: ch.Expect + ": " + checkDetail(ch), Type: "expectation", Text: checkDetail(ch)}
+			case ch.AsInBase():
+				tc.SystemOut = "warning: " + checkWarning(ch)
 			}
 			cases = append(cases, tc)
 		}
@@ -279,8 +319,9 @@ func seconds(d time.Duration) string {
 }
 
 // WriteMarkdown writes a summary for a pull request comment: a headline
-// with ✅ or ❌ and the counts, the notes, a table of the failures, then
-// every row inside <details>. It returns the writer's first error.
+// with ✅ or ❌ and the counts, the notes, a table of the failures, a list
+// of the warnings, then every row inside <details>. Text from the inputs
+// (labels, notes, hosts, errors) cannot add links, images or HTML. It returns the writer's first error.
 func (r *Result) WriteMarkdown(w io.Writer) error {
 	ew := &errWriter{w: w}
 	mark := "✅"
@@ -302,6 +343,14 @@ func (r *Result) WriteMarkdown(w io.Writer) error {
 	}
 	if len(failed) > 0 {
 		mdTable(ew, failed, false)
+		fmt.Fprintln(ew)
+	}
+	for _, row := range rows {
+		if row.Warn {
+			fmt.Fprintf(ew, "- ⚠️ %s: %s: %s\n", mdCode(row.Cell), mdText(row.Item), mdText(row.Detail))
+		}
+	}
+	if slices.ContainsFunc(rows, func(row Row) bool { return row.Warn }) {
 		fmt.Fprintln(ew)
 	}
 	fmt.Fprintf(ew, "<details><summary>Every comparison: %s in %s</summary>\n\n", plural(len(rows), "row", "rows"), plural(len(r.Cells), "cell", "cells"))
@@ -327,15 +376,22 @@ func mdTable(w io.Writer, rows []Row, grouped bool) {
 	}
 }
 
-// mdText escapes text for a Markdown table cell: HTML's specials (a "<"
-// in "p99_ms < 3000" could open a tag), the column separator, and line
-// breaks, which would end the row.
-func mdText(s string) string {
-	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", "|", `\|`, "\r", " ", "\n", " ", "*", `\*`, "`", "'").Replace(s)
-}
+// mdText escapes text for a Markdown table cell or list item: HTML's
+// specials (a "<" in "p99_ms < 3000" could open a tag), the column
+// separator, line breaks, which would end the row, and the punctuation of
+// links, images, emphasis and code spans, so that a --set value or an
+// error like "![x](https://host/p.png)" stays text instead of becoming a
+// remote image in a pull request comment.
+func mdText(s string) string { return mdEscaper.Replace(s) }
+
+var mdEscaper = strings.NewReplacer(
+	"&", "&amp;", "<", "&lt;", ">", "&gt;", "\r", " ", "\n", " ",
+	`\`, `\\`, "|", `\|`, "*", `\*`, "`", "\\`",
+	"[", `\[`, "]", `\]`, "(", `\(`, ")", `\)`, "!", `\!`,
+)
 
 // mdCode is s as inline code in a table cell; GitHub takes \| for a pipe
-// even there.
+// even there. Nothing inside a code span is a link or an image.
 func mdCode(s string) string {
 	if s == "" {
 		return ""

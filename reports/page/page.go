@@ -359,7 +359,7 @@ func heatmaps(s *reports.Sweep, rows map[*reports.Cell]*row) []heatGroup {
 		value func(*row) float64
 		text  func(float64) string
 	}{
-		{"Leaked handles (most in a repetition)", func(r *row) float64 { return r.LeakedMax }, num},
+		{"Leaked handles (worst repetition)", func(r *row) float64 { return r.LeakedMax }, num},
 		{"Error rate (median)", func(r *row) float64 { return r.ErrorRate }, reports.Percent},
 		{"p99 latency (median)", func(r *row) float64 { return r.P99 }, reports.Millis},
 	}
@@ -375,7 +375,10 @@ func heatmaps(s *reports.Sweep, rows map[*reports.Cell]*row) []heatGroup {
 			g.Title += " (each square: the worst over the other axes)"
 		}
 		for _, m := range metrics {
-			h := chart.Heatmap{Title: m.title, XLabel: axes[p.x].Key, Columns: axes[p.x].Values}
+			// Wide enough for the title and the axis name over a few
+			// narrow columns ("1", "4"); a wide grid sizes itself.
+			h := chart.Heatmap{Title: m.title, XLabel: axes[p.x].Key, Columns: axes[p.x].Values,
+				Width: min(640, max(340, 120+100*len(axes[p.x].Values)))}
 			if p.y >= 0 {
 				h.Rows = axes[p.y].Values
 			} else {

@@ -1,6 +1,7 @@
 // Package comparetest writes doctored copies of a results directory for
-// the tests of `portshare compare`: more repetitions of each run, metrics
-// changed, cells dropped. Only tests import it.
+// the tests of `portshare compare`: more repetitions of each run, with
+// their times, rates and non-zero counts varied, metrics changed, cells
+// dropped. Only tests import it.
 package comparetest
 
 import (
@@ -22,16 +23,23 @@ type Sweep struct {
 	Runs     []*results.Run
 }
 
-// jittered are the metrics Read varies between the repetitions it makes:
+// jittered are the metrics Read scales between the repetitions it makes:
 // measures of time and rate, which real repetitions never repeat exactly.
-// Counts stay as they are, so that expectations on them keep their
-// outcome.
 var jittered = []string{"p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms", "throughput"}
 
+// counted are the counts Read varies by one between the repetitions it
+// makes, where they are not zero: a cell that leaks on purpose leaks a
+// little more or less each time. Zero stays zero and non-zero never
+// reaches zero, so expectations such as "leaked_handles == 0" and
+// "evictions > 0" keep their outcome.
+var counted = []string{"leaked_handles", "dispatch_timeout", "evictions", "dispatch_error"}
+
 // Read loads the results directory src and repeats each of its first
-// repetitions reps times: repetition k has the time and rate metrics
-// (jittered) scaled by 1 + (k%5 − 2)/100, so medians and spreads are
-// realistic but the verdicts do not change. It fails the test on a bad
+// repetitions reps times. With more than one, repetition k has the time
+// and rate metrics (jittered) scaled by 1 + (k%5 − 2)/100 and the non-zero
+// counts (counted) moved by k%3 − 1 (0, +1, −1, …) but kept at 1 or more,
+// so medians, spreads and worst repetitions are realistic but the
+// verdicts of expectations do not change. It fails the test on a bad
 // directory.
 func Read(t testing.TB, src string, reps int) *Sweep {
 	t.Helper()
@@ -50,6 +58,11 @@ func Read(t testing.TB, src string, reps int) *Sweep {
 				f := 1 + float64(k%5-2)/100
 				for _, name := range jittered {
 					c.Metrics[name] *= f
+				}
+				for _, name := range counted {
+					if v := c.Metrics[name]; v != 0 {
+						c.Metrics[name] = max(1, v+float64(k%3-1))
+					}
 				}
 			}
 			s.Runs = append(s.Runs, c)
