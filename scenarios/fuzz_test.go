@@ -3,6 +3,7 @@ package scenarios
 import (
 	"errors"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -87,5 +88,30 @@ func FuzzParse(f *testing.F) {
 				a.Applies(s, c)
 			}
 		}
+	})
+}
+
+// FuzzParseTolerance: any text either fails with a one-line error naming
+// the valid forms, or gives a tolerance whose limit is finite and no
+// looser than the baseline (Ratio ≥ 1, Abs ≥ 0) and whose canonical text
+// parses back to the same tolerance.
+func FuzzParseTolerance(f *testing.F) {
+	for _, s := range []string{"exact", "off", "+0.05", "x2", "x2+20", "x1.5+2", " x3 + 50 ", "x0.5", "+-1", "x2+", "+inf", "xNaN", "1e308", "x1e308+1e308", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, text string) {
+		tol, err := ParseTolerance(text)
+		if err != nil {
+			require.NotContains(t, err.Error(), "\n")
+			return
+		}
+		if tol.Off || tol.Exact {
+			return
+		}
+		require.False(t, math.IsNaN(tol.Ratio) || math.IsInf(tol.Ratio, 0) || tol.Ratio < 1, "ratio %v from %q", tol.Ratio, text)
+		require.False(t, math.IsNaN(tol.Abs) || math.IsInf(tol.Abs, 0) || tol.Abs < 0, "abs %v from %q", tol.Abs, text)
+		again, err := ParseTolerance(tol.Text)
+		require.NoError(t, err, "canonical %q of %q", tol.Text, text)
+		require.Equal(t, tol, again)
 	})
 }

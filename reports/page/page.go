@@ -382,7 +382,7 @@ func heatmaps(s *reports.Sweep, rows map[*reports.Cell]*row) []heatGroup {
 			if p.y >= 0 {
 				h.Rows = axes[p.y].Values
 			} else {
-				h.Rows = []string{m.title}
+				h.Rows = []string{""} // one axis: the title says what the row is
 			}
 			for _, yv := range rowVals {
 				var line []chart.HeatCell
