@@ -15,6 +15,7 @@ import (
 	"math"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -100,6 +101,10 @@ type row struct {
 	P99        float64
 	P999       float64
 	Throughput float64
+	QueueFull  float64 // the daemon's side: ledger and kernel counts
+	Evictions  float64
+	Overflows  float64
+	ByRep      map[string]string // metric → its value in each repetition, for tooltips
 	Ledger     string
 	FD         string
 	State      string // clean, leak-free, leaks, failed, not run
@@ -217,6 +222,19 @@ func newRow(m *results.Manifest, c *reports.Cell, classes []string) row {
 	r.Leaked, r.LeakedMax = leaked.Median, leaked.Max
 	r.P50, r.P99, r.P999 = c.Metric("p50_ms").Median, c.Metric("p99_ms").Median, c.Metric("p999_ms").Median
 	r.Throughput = c.Metric("throughput").Median
+	r.QueueFull = c.Metric("queue_full").Median
+	r.Evictions = c.Metric("evictions").Median
+	r.Overflows = c.Metric("listen_overflows").Median
+	r.ByRep = map[string]string{}
+	for _, m := range []string{"error_rate", "leaked_handles", "p50_ms", "p99_ms", "p999_ms", "throughput", "queue_full", "evictions", "listen_overflows"} {
+		if st := c.Metric(m); st.N() > 1 {
+			vals := make([]string, st.N())
+			for i, v := range st.Values {
+				vals[i] = num(v)
+			}
+			r.ByRep[m] = "by repetition: " + strings.Join(vals, ", ")
+		}
+	}
 	out := c.Outcomes()
 	for _, k := range classes {
 		r.Outcomes = append(r.Outcomes, out[k])
@@ -416,10 +434,14 @@ func heatmaps(s *reports.Sweep, rows map[*reports.Cell]*row) []heatGroup {
 }
 
 // num prints a count without a needless fraction (a median of two
-// repetitions may be 2.5).
+// repetitions may be 2.5), and small rates to three places.
 func num(f float64) string {
 	if math.IsNaN(f) {
 		return "–"
 	}
-	return strings.TrimSuffix(strings.TrimRight(fmt.Sprintf("%.1f", f), "0"), ".")
+	prec := 1
+	if f != 0 && math.Abs(f) < 1 {
+		prec = 3
+	}
+	return strings.TrimSuffix(strings.TrimRight(strconv.FormatFloat(f, 'f', prec, 64), "0"), ".")
 }
