@@ -2,9 +2,9 @@ package page
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -106,14 +106,7 @@ func rateChart(r *results.Run, end float64, bs []chart.Band) chart.Line {
 			}
 		}
 	}
-	classes := make([]string, 0, len(perClass))
-	for k := range perClass {
-		classes = append(classes, k)
-	}
-	sort.Strings(classes)
-	if i := slices.Index(classes, "ok"); i > 0 {
-		classes = append([]string{"ok"}, slices.Delete(classes, i, i+1)...)
-	}
+	classes := okFirst(slices.Collect(maps.Keys(perClass)))
 	x := make([]float64, bins)
 	for i := range x {
 		x[i] = float64(i)
@@ -212,12 +205,7 @@ func spectrumChart(r *results.Run) chart.Line {
 	}
 	for i, l := range r.Load {
 		add(loadName(i, l), l.Phases["session"], chart.Color(i), false)
-		keys := make([]string, 0, len(l.ClientFaults))
-		for k := range l.ClientFaults {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
+		for _, k := range slices.Sorted(maps.Keys(l.ClientFaults)) {
 			f := l.ClientFaults[k]
 			add(fmt.Sprintf("load %d client fault %s", i+1, k), &f.Latency, chart.Color(i), true)
 		}

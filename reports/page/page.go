@@ -12,9 +12,9 @@ import (
 	"fmt"
 	"html/template"
 	"io"
+	"maps"
 	"math"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -158,16 +158,7 @@ func build(s *reports.Sweep) view {
 			}
 		}
 	}
-	for k := range classes {
-		v.Classes = append(v.Classes, k)
-	}
-	notOK := func(class string) int {
-		if class == "ok" {
-			return 0
-		}
-		return 1
-	}
-	slices.SortFunc(v.Classes, func(a, b string) int { return cmp.Or(cmp.Compare(notOK(a), notOK(b)), strings.Compare(a, b)) })
+	v.Classes = okFirst(slices.Collect(maps.Keys(classes)))
 	rows := map[*reports.Cell]*row{}
 	for _, c := range s.Cells {
 		r := newRow(s.Manifest, c, v.Classes)
@@ -200,6 +191,19 @@ func build(s *reports.Sweep) view {
 	}
 	slices.SortFunc(v.Sysctls, func(a, b [2]string) int { return strings.Compare(a[0], b[0]) })
 	return v
+}
+
+// okFirst sorts outcome classes as every table and legend shows them: ok,
+// then the others by name.
+func okFirst(classes []string) []string {
+	notOK := func(class string) int {
+		if class == "ok" {
+			return 0
+		}
+		return 1
+	}
+	slices.SortFunc(classes, func(a, b string) int { return cmp.Or(cmp.Compare(notOK(a), notOK(b)), strings.Compare(a, b)) })
+	return classes
 }
 
 func cellLabels(cells []*reports.Cell) []string {
@@ -313,12 +317,7 @@ func cellDetail(c *reports.Cell, r row) cellView {
 			rv.Always = always(run)
 			rv.Kernel = kernel(run)
 			for li, l := range run.Load {
-				keys := make([]string, 0, len(l.ClientFaults))
-				for k := range l.ClientFaults {
-					keys = append(keys, k)
-				}
-				sort.Strings(keys)
-				for _, k := range keys {
+				for _, k := range slices.Sorted(maps.Keys(l.ClientFaults)) {
 					f := l.ClientFaults[k]
 					rv.Clients = append(rv.Clients, clientFault{Load: li + 1, Spec: k, Sessions: f.Sessions, Outcomes: outcomes(f.Outcomes)})
 				}
@@ -341,13 +340,8 @@ func kernel(r *results.Run) [][2]string {
 }
 
 func outcomes(m map[string]int64) string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	parts := make([]string, 0, len(keys))
-	for _, k := range keys {
+	parts := make([]string, 0, len(m))
+	for _, k := range slices.Sorted(maps.Keys(m)) {
 		parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
 	}
 	return strings.Join(parts, ", ")
