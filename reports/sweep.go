@@ -167,13 +167,18 @@ func (c *Cell) Passed() int {
 // LeakFree reports whether the cell ran, every run started, and none
 // leaked a handle.
 func (c *Cell) LeakFree() bool {
-	return c.all(func(r *results.Run) bool { return r.Metrics["leaked_handles"] == 0 })
+	return c.all(func(r *results.Run) bool { return zero(r, "leaked_handles") })
 }
 
 // Served reports whether the cell ran, every run started, and no normal
 // client's session failed in any.
-func (c *Cell) Served() bool {
-	return c.all(func(r *results.Run) bool { return r.Metrics["errors"] == 0 })
+func (c *Cell) Served() bool { return c.all(func(r *results.Run) bool { return zero(r, "errors") }) }
+
+// zero reports whether the run measured the metric and found none: a run
+// file without it (an older version) proves nothing.
+func zero(r *results.Run, metric string) bool {
+	v, ok := r.Metrics[metric]
+	return ok && v == 0
 }
 
 // Clean reports whether the cell ran, every run started, and every run
@@ -181,7 +186,7 @@ func (c *Cell) Served() bool {
 // expectation and had no finding.
 func (c *Cell) Clean() bool {
 	return c.all(func(r *results.Run) bool {
-		return r.Pass && r.Metrics["leaked_handles"] == 0 && r.Metrics["errors"] == 0
+		return r.Pass && zero(r, "leaked_handles") && zero(r, "errors")
 	})
 }
 

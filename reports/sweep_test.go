@@ -213,4 +213,16 @@ func TestMetricSkipsWhatARunDidNotMeasure(t *testing.T) {
 	st := s.Cells[0].Metric("p99_ms")
 	assert.Equal(t, 1, st.N(), "a missing metric is not a zero")
 	assert.Equal(t, s.Cells[0].Runs[0].Metrics["p99_ms"], st.Median)
+
+	// Nor is a leak count a run file lacks: such a cell is not leak-free.
+	dir = copyFixture(t, func(name string, r *results.Run) {
+		if name == "cell-009-rep-1.json" {
+			delete(r.Metrics, "leaked_handles")
+		}
+	})
+	s, err = Load(dir)
+	require.NoError(t, err)
+	assert.False(t, s.Cells[9].LeakFree())
+	assert.False(t, s.Cells[9].Clean())
+	assert.True(t, s.Cells[9].Served())
 }

@@ -20,10 +20,12 @@ type Verdict struct {
 	Unjudged []*Cell // cells none of whose runs started
 	LeakFree []*Cell // no leaked handle in any repetition
 	Clean    []*Cell // leak-free, no failed session, every expectation met, no finding, in every repetition
-	// Recommended is the cheapest clean cell, with the best median p99
-	// among equally cheap ones; if no cell is clean, the leak-free cell
-	// with every run passing and the fewest errors; nil if none is
-	// leak-free.
+	// Recommended is the cheapest clean cell (see Sweep.pick for the
+	// ties); if no cell is clean, the leak-free cell with every run
+	// passing and the fewest failed sessions, then the cheapest; nil if
+	// none is leak-free. Clean asks more than the scenario's expectations:
+	// scenarios assert failures too (that compat still leaks), so meeting
+	// them says nothing about whether a setting is safe.
 	Recommended *Cell
 	// Reference is the cell the verdict calls the defaults: the first
 	// value of every axis (scenarios list the setting in use first).

@@ -174,6 +174,9 @@ type MetricResult struct {
 	// not find significant: the verdict is Same, shown as "ok (not
 	// significant, p=…)".
 	NotSignificant bool
+	// Unmeasured marks a gated metric the baseline measured and no new
+	// run did: a regression, since a gate must not pass on missing data.
+	Unmeasured bool
 	// Note explains a verdict the numbers alone do not: why a median past
 	// the limit is not a regression.
 	Note string
@@ -418,6 +421,12 @@ func decide(mt MetricTolerance, base, latest reports.Stat) MetricResult {
 	switch {
 	case t.Off || mt.Metric == "sessions":
 		res.Verdict = NotGated
+		return res
+	case latest.N() == 0 && base.N() > 0:
+		// A build that stops measuring a gated metric (a run file
+		// without leaked_handles) must not pass for it.
+		res.Verdict = Regressed
+		res.Unmeasured = true
 		return res
 	case t.Exact && res.BaseWorst == 0:
 		// A count that must stay zero: in every repetition.

@@ -877,3 +877,20 @@ func TestJUnitWarnings(t *testing.T) {
 	assert.Equal(t, "warning: fails as in the baseline: 1/5 vs 1/5 (rep 3: 0)", outs[reclaim3s+": expect receive_timeout >= 1"])
 	assert.Equal(t, "warning: could not start as in the baseline: 1/5 vs 1/5\nrep 4 could not start: no daemon", outs[reclaim1s+": cell ran"])
 }
+
+// A gated metric the new runs no longer measure fails the gate: a build
+// that stopped counting leaked handles must not pass for it.
+func TestUnmeasuredMetricFails(t *testing.T) {
+	latest := doctored(t, 1, func(s *comparetest.Sweep) {
+		for _, run := range s.Cell(t, reclaim1s) {
+			delete(run.Metrics, "leaked_handles")
+		}
+	})
+	r := compareDirs(t, fixture, latest, Options{})
+	assert.True(t, r.Failed())
+	assert.Equal(t, []string{reclaim1s + ": leaked_handles"}, failures(r))
+	m := metric(t, cell(t, r, reclaim1s), "leaked_handles")
+	assert.True(t, m.Unmeasured)
+	assert.Equal(t, Regressed, m.Verdict)
+	assert.Equal(t, "the baseline measured it (worst 3), the new runs did not", detail(m))
+}

@@ -137,6 +137,8 @@ func detail(m MetricResult) string {
 	}
 	var s string
 	switch {
+	case m.Unmeasured:
+		s = fmt.Sprintf("the baseline measured it (worst %s), the new runs did not", value(m.Metric, m.BaseWorst))
 	case m.OnWorst():
 		s = fmt.Sprintf("worst repetition %s, baseline's worst %s (exact: must not be %s)", value(m.Metric, m.NewWorst), value(m.Metric, m.BaseWorst), dir)
 	case m.Verdict == Regressed:
