@@ -204,11 +204,12 @@ func lowerNOFILE(pid int, s Spec) (undo func() error, detail string, err error) 
 	if err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, &lim, nil); err != nil {
 		return nil, "", err
 	}
-	restore := func() error {
-		cur := unix.Rlimit{Cur: old.Cur, Max: old.Max}
-		return unix.Prlimit(pid, unix.RLIMIT_NOFILE, &cur, nil)
+	restore := func() error { return unix.Prlimit(pid, unix.RLIMIT_NOFILE, &old, nil) }
+	detail = fmt.Sprintf("RLIMIT_NOFILE of pid %d %d -> %d", pid, old.Cur, lim.Cur)
+	if openErr == nil {
+		detail += fmt.Sprintf(" (%d open)", open)
 	}
-	return restore, fmt.Sprintf("RLIMIT_NOFILE of pid %d %d -> %d (%d open)", pid, old.Cur, lim.Cur, open), nil
+	return restore, detail, nil
 }
 
 // OpenFDs counts the descriptors pid has open.

@@ -30,9 +30,9 @@ type Delay struct {
 	rng *rand.Rand
 }
 
-// NewDelay returns the Delay that s describes (its delay, dist, max,
+// newDelay returns the Delay that s describes (its delay, dist, max,
 // shape and seed keys).
-func NewDelay(s Spec) *Delay {
+func newDelay(s Spec) *Delay {
 	d := &Delay{mean: s.Duration("delay", 0), dist: s.Str("dist", "fixed"), shape: s.Float("shape", 1.5)}
 	d.max = s.Duration("max", 0)
 	if d.max == 0 && (d.dist == "exp" || d.dist == "pareto") {
@@ -81,8 +81,8 @@ type Coin struct {
 	rng *rand.Rand
 }
 
-// NewCoin returns the coin for spec s (its p and seed keys).
-func NewCoin(s Spec) *Coin {
+// newCoin returns the coin for spec s (its p and seed keys).
+func newCoin(s Spec) *Coin {
 	return &Coin{p: s.P, rng: rand.New(rand.NewPCG(s.Seed^0x9e3779b97f4a7c15, s.Seed))}
 }
 

@@ -45,14 +45,13 @@ type Listener struct {
 	slowAccept, slowMessage, refuse []*connFault
 	blocks                          []Spec // stall, hang
 	crash                           *Spec
-	stopAt                          time.Duration // crash: accepting stops here, -1 if by count
+	stopAt                          time.Duration // crash: accepting stops here; -1 without a timed crash
 	accepted                        atomic.Int64
 	dying                           atomic.Bool
 	acceptMu                        sync.Mutex // serialises acceptBefore; guards:
 	deadlineSet                     bool       // on the wrapped listener
 
-	timersMu sync.Mutex
-	timers   []*time.Timer
+	timers []*time.Timer // armed by newListener only, stopped by Close
 }
 
 // connFault is a per-connection fault with its random draws and hits.
@@ -96,7 +95,7 @@ func newListener(ln net.Listener, specs []Spec, start time.Time, log *Log, kill 
 	l := &Listener{Listener: ln, start: start, log: log, stopAt: -1, kill: kill}
 	l.closed, l.close = context.WithCancel(context.Background())
 	for _, s := range specs {
-		cf := &connFault{spec: s, coin: NewCoin(s), delay: NewDelay(s)}
+		cf := &connFault{spec: s, coin: newCoin(s), delay: newDelay(s)}
 		switch s.Name {
 		case "slow-accept":
 			l.slowAccept = append(l.slowAccept, cf)
@@ -108,6 +107,9 @@ func newListener(ln net.Listener, specs []Spec, start time.Time, log *Log, kill 
 			l.blocks = append(l.blocks, s)
 		case "crash":
 			l.crash = &s
+			if !s.Has("after") {
+				l.stopAt = max(s.At-s.Duration("inflight", 0), 0)
+			}
 		}
 	}
 	for _, s := range specs {
@@ -120,17 +122,13 @@ func newListener(ln net.Listener, specs []Spec, start time.Time, log *Log, kill 
 // timed crash.
 func (l *Listener) schedule(s Spec) {
 	at := func(d time.Duration, f func()) {
-		l.timersMu.Lock()
-		defer l.timersMu.Unlock()
 		l.timers = append(l.timers, time.AfterFunc(time.Until(l.start.Add(d)), f))
 	}
 	if s.Name == "crash" {
 		if s.Has("after") {
 			return // logged when the count is reached
 		}
-		inflight := s.Duration("inflight", 0)
-		l.stopAt = max(s.At-inflight, 0)
-		if inflight > 0 {
+		if s.Duration("inflight", 0) > 0 {
 			at(l.stopAt, func() { l.log.Add(s, Start, "stopped accepting before the kill") })
 		}
 		at(s.At, func() { l.die(s, "at "+s.At.String()) })
@@ -180,7 +178,7 @@ func (l *Listener) wait(d time.Duration) bool { return SleepUntil(l.closed, time
 // whether that is for good.
 func (l *Listener) blocked() (time.Duration, bool) {
 	now := l.elapsed()
-	if l.dying.Load() || (l.crash != nil && l.stopAt >= 0 && now >= l.stopAt) {
+	if l.dying.Load() || (l.stopAt >= 0 && now >= l.stopAt) {
 		return 0, true
 	}
 	var wait time.Duration
@@ -307,7 +305,7 @@ func (l *Listener) nextBlock(now time.Duration) (time.Duration, bool) {
 	for _, s := range l.blocks {
 		consider(s.At)
 	}
-	if l.crash != nil && l.stopAt >= 0 {
+	if l.stopAt >= 0 {
 		consider(l.stopAt)
 	}
 	return next, has
@@ -344,15 +342,13 @@ func (l *Listener) crashAfterCount(c net.Conn) {
 func (l *Listener) Close() error {
 	l.once.Do(func() {
 		l.close()
-		l.timersMu.Lock()
 		for _, t := range l.timers {
 			t.Stop()
 		}
-		l.timersMu.Unlock()
 		now := l.elapsed()
 		for _, list := range [][]*connFault{l.slowAccept, l.slowMessage, l.refuse} {
 			for _, cf := range list {
-				if end, ok := cf.spec.End(); now >= cf.spec.At && (!ok || now < end) {
+				if cf.spec.Active(now) {
 					l.log.Add(cf.spec, End, "worker stopped; "+l.hits(cf.spec))
 				}
 			}

@@ -48,17 +48,24 @@ func isExecutable(path string) bool {
 // runTool runs ip or tc with args and returns an error holding the command
 // line and the tool's own message, on one line.
 func runTool(name string, args ...string) error {
+	_, err := toolOutput(name, args...)
+	return err
+}
+
+// toolOutput runs ip or tc with args, bounded by toolTimeout, and returns
+// what it printed; its error is runTool's.
+func toolOutput(name string, args ...string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), toolTimeout)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, tool(name), args...).CombinedOutput()
 	if err == nil {
-		return nil
+		return out, nil
 	}
 	msg := oneLine(string(out))
 	if msg == "" || ctx.Err() != nil {
 		msg = err.Error()
 	}
-	return fmt.Errorf("%s %s: %s", name, strings.Join(args, " "), msg)
+	return out, fmt.Errorf("%s %s: %s", name, strings.Join(args, " "), msg)
 }
 
 // oneLine joins a tool's output lines with "; ", for error messages.
@@ -143,7 +150,7 @@ func checkNetem() error {
 		return fmt.Errorf("netem: %v", err)
 	}
 	defer runTool("ip", "netns", "del", scratch)
-	return tcNetem(runTool("ip", "netns", "exec", scratch, "tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"))
+	return tcNetem(runTool("ip", "netns", "exec", scratch, tool("tc"), "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"))
 }
 
 // tcNetem explains tc's cryptic answer to a kernel without netem.
@@ -182,9 +189,7 @@ func removeStaleNamespaces() {
 		}
 		// A pid of another PID namespace looks dead from here: leave a
 		// namespace that still has processes in it.
-		ctx, cancel := context.WithTimeout(context.Background(), toolTimeout)
-		out, err := exec.CommandContext(ctx, tool("ip"), "netns", "pids", e.Name()).Output()
-		cancel()
+		out, err := toolOutput("ip", "netns", "pids", e.Name())
 		if err == nil && len(strings.TrimSpace(string(out))) == 0 {
 			runTool("ip", "netns", "del", e.Name())
 		}
@@ -431,7 +436,7 @@ func (n *Netns) ClearNetem() error {
 	if err == nil {
 		return nil
 	}
-	out, serr := n.Command(n.daemon, "tc", "qdisc", "show", "dev", n.daemonLink).CombinedOutput()
+	out, serr := toolOutput("ip", "netns", "exec", n.daemon, tool("tc"), "qdisc", "show", "dev", n.daemonLink)
 	if serr == nil && !strings.Contains(string(out), "netem") {
 		return nil // nothing to remove: the goal is reached
 	}
@@ -439,7 +444,9 @@ func (n *Netns) ClearNetem() error {
 }
 
 func (n *Netns) tc(args ...string) error {
-	return runTool("ip", append([]string{"netns", "exec", n.daemon, "tc"}, args...)...)
+	// ip netns exec looks a bare name up on its own PATH, which under sudo
+	// may lack /usr/sbin: give it the tc that Available found.
+	return runTool("ip", append([]string{"netns", "exec", n.daemon, tool("tc")}, args...)...)
 }
 
 // netemArgs is the netem part of a tc command line for spec s. Times go

@@ -112,7 +112,7 @@ func TestHelpListsEveryFaultOfAKind(t *testing.T) {
 
 func TestDelayMeansAndCaps(t *testing.T) {
 	for _, dist := range []string{"fixed", "uniform", "exp", "pareto"} {
-		d := NewDelay(MustParse(Worker, "slow-accept:delay=100ms,dist="+dist+",max=10s"))
+		d := newDelay(MustParse(Worker, "slow-accept:delay=100ms,dist="+dist+",max=10s"))
 		const n = 20000
 		var sum time.Duration
 		var most time.Duration
@@ -133,18 +133,18 @@ func TestDelayMeansAndCaps(t *testing.T) {
 			assert.Greater(t, most, 300*time.Millisecond, "%s has a tail", dist)
 		}
 	}
-	capped := NewDelay(MustParse(Worker, "slow-accept:delay=1s,dist=pareto"))
+	capped := newDelay(MustParse(Worker, "slow-accept:delay=1s,dist=pareto"))
 	for range 10000 {
 		require.LessOrEqual(t, capped.Next(), 20*time.Second, "default cap 20 x delay")
 	}
-	a, b := NewDelay(MustParse(Worker, "slow-accept:delay=1s,dist=exp,seed=3")), NewDelay(MustParse(Worker, "slow-accept:delay=1s,dist=exp,seed=3"))
+	a, b := newDelay(MustParse(Worker, "slow-accept:delay=1s,dist=exp,seed=3")), newDelay(MustParse(Worker, "slow-accept:delay=1s,dist=exp,seed=3"))
 	for range 100 {
 		require.Equal(t, a.Next(), b.Next(), "same seed, same draws")
 	}
 }
 
 func TestCoinHitsItsShare(t *testing.T) {
-	c := NewCoin(MustParse(Worker, "refuse:p=0.3"))
+	c := newCoin(MustParse(Worker, "refuse:p=0.3"))
 	hits := 0
 	for range 10000 {
 		if c.Hit() {
@@ -152,8 +152,8 @@ func TestCoinHitsItsShare(t *testing.T) {
 		}
 	}
 	assert.InDelta(t, 3000, hits, 200)
-	assert.True(t, NewCoin(MustParse(Worker, "refuse")).Hit())
-	assert.False(t, NewCoin(MustParse(Worker, "refuse:p=0")).Hit())
+	assert.True(t, newCoin(MustParse(Worker, "refuse")).Hit())
+	assert.False(t, newCoin(MustParse(Worker, "refuse:p=0")).Hit())
 }
 
 func TestEventsRoundTripAndTolerateATornLastLine(t *testing.T) {
@@ -195,7 +195,7 @@ func FuzzParse(f *testing.F) {
 				t.Fatalf("%q parsed to bad values %+v", text, s)
 			}
 			if s.Has("delay") {
-				d := NewDelay(s)
+				d := newDelay(s)
 				for range 3 {
 					if d.Next() < 0 {
 						t.Fatalf("%q: negative delay", text)

@@ -13,7 +13,6 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/portshare/portshare/faults"
@@ -164,18 +163,20 @@ type faultClient struct {
 	addr     string
 	dialer   net.Dialer
 	timeout  time.Duration
-	opening  []byte        // the preamble or request this fault sends, dribbles or cuts
-	method   string        // http: the request's method, for reading the response
-	messages int           // net.tcp: round trips once the opening is through
-	payload  []byte        // net.tcp: one message
-	interval time.Duration // dribble
+	opening  []byte         // the preamble or request this fault sends, dribbles or cuts
+	nt       *netTCPSession // net.tcp: the normal session a faulty one goes on as once its opening is through
+	req      *http.Request  // http: what reading a response needs to know (the method)
+	garbage  int            // garbage: bytes per session
+	when     string         // rst: how far a session gets before it resets
+	interval time.Duration  // dribble
 }
 
 func newFaultClient(o Options, f ClientFault) *faultClient {
 	c := &faultClient{
 		ClientFault: f, key: f.Key(), units: ratioUnits(f.Ratio),
 		protocol: o.Target.Protocol, addr: o.Target.Addr, dialer: net.Dialer{Timeout: o.ConnectTimeout}, timeout: o.Timeout,
-		method: o.Method, messages: o.Messages, interval: f.Spec.Duration("interval", 100*time.Millisecond),
+		req: &http.Request{Method: o.Method}, garbage: f.Spec.Int("bytes", 64), when: f.Spec.Str("when", "connect"),
+		interval: f.Spec.Duration("interval", 100*time.Millisecond),
 	}
 	if o.Target.TLS || o.Target.Protocol == TCP {
 		return c // raw faults only (check): no opening
@@ -183,28 +184,31 @@ func newFaultClient(o Options, f ClientFault) *faultClient {
 	u, _ := url.Parse(o.Target.URL) // ParseTarget made it
 	switch o.Target.Protocol {
 	case NetTCP:
-		via := o.Target.URL
+		c.nt = newNetTCPSession(o)
+		c.opening = c.nt.preamble
+		via := ""
 		switch f.Spec.Name {
 		case "oversize-via":
-			via = padPath(u, f.Spec.Int("len", defaultNetOversize)-len(via)).String()
+			via = padPath(u, f.Spec.Int("len", defaultNetOversize)-len(o.Target.URL)).String()
 		case "unknown-route":
 			via = (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: unknownRoutePath}).String()
 		}
-		c.opening = nmf.AppendPreamble(nil, nmf.Preamble{Major: 1, Mode: nmf.ModeDuplex, Via: via, Encoding: nmf.EncodingBinarySession})
-		c.payload = make([]byte, o.MessageSize)
-		for i := range c.payload {
-			c.payload[i] = 'x'
+		if via != "" {
+			c.opening = nmf.AppendPreamble(nil, nmf.Preamble{Major: 1, Mode: nmf.ModeDuplex, Via: via, Encoding: nmf.EncodingBinarySession})
 		}
 	case HTTP:
 		target := u.RequestURI()
-		switch f.Spec.Name {
-		case "oversize-via":
-			pad := f.Spec.Int("len", defaultHTTPOversize) - len(httpHead(httpRequest(o, target)))
-			target = padPath(u, pad).RequestURI()
-		case "unknown-route":
+		if f.Spec.Name == "unknown-route" {
 			target = unknownRoutePath
 		}
 		c.opening = httpRequest(o, target)
+		if f.Spec.Name == "oversize-via" {
+			// Pad the request target, which follows the method and a
+			// space, by what the head lacks of len=.
+			padded := padPath(u, f.Spec.Int("len", defaultHTTPOversize)-len(httpHead(c.opening))).RequestURI()
+			at := len(o.Method) + 1
+			c.opening = slices.Concat(c.opening[:at], []byte(padded), c.opening[at+len(target):])
+		}
 	}
 	return c
 }
@@ -234,18 +238,8 @@ func httpHead(req []byte) []byte {
 	return req
 }
 
-// faultSession is the n-th session of a client fault (n seeds garbage).
-type faultSession struct {
-	f *faultClient
-	n int64
-}
-
-func (s faultSession) Run(ctx context.Context, ph *Phases) (string, error) {
-	return s.f.run(ctx, ph, s.n)
-}
-
-// run runs the n-th faulty session. Options.Timeout bounds it from the
-// connect on, as it bounds a normal session.
+// run runs the n-th faulty session (n seeds garbage). Options.Timeout
+// bounds it from the connect on, as it bounds a normal session.
 func (f *faultClient) run(ctx context.Context, ph *Phases, n int64) (string, error) {
 	c, done, err := open(ctx, &f.dialer, f.addr, ph)
 	if err != nil {
@@ -260,7 +254,7 @@ func (f *faultClient) run(ctx context.Context, ph *Phases, n int64) (string, err
 	case "silent":
 		return readReply(c)
 	case "garbage":
-		if _, err := c.Write(garbage(f.Spec.Seed, n, f.Spec.Int("bytes", 64))); err != nil {
+		if _, err := c.Write(garbage(f.Spec.Seed, n, f.garbage)); err != nil {
 			return Classify(err), err
 		}
 		return readReply(c)
@@ -282,12 +276,12 @@ func (f *faultClient) run(ctx context.Context, ph *Phases, n int64) (string, err
 				return Classify(err), err
 			}
 		}
-		return f.converse(c)
+		return f.converse(c, ph)
 	case "oversize-via", "unknown-route":
 		if _, err := c.Write(f.opening); err != nil {
 			return Classify(err), err
 		}
-		return f.converse(c)
+		return f.converse(c, ph)
 	case "rst":
 		return f.reset(c.(*net.TCPConn))
 	}
@@ -295,36 +289,24 @@ func (f *faultClient) run(ctx context.Context, ph *Phases, n int64) (string, err
 }
 
 // converse carries on a session whose opening has been written, as a
-// normal session would: net.tcp reads PreambleAck, makes the round trips
-// and ends the session; http reads the response.
-func (f *faultClient) converse(c net.Conn) (string, error) {
+// normal session would: net.tcp waits for PreambleAck, makes the round
+// trips and ends the session; http reads the response.
+func (f *faultClient) converse(c net.Conn, ph *Phases) (string, error) {
 	if f.protocol == HTTP {
-		resp, err := readWholeResponse(bufio.NewReader(c), &http.Request{Method: f.method})
+		resp, err := readWholeResponse(bufio.NewReader(c), f.req)
 		if err != nil {
 			return classifyHTTP(err), err
 		}
 		return HTTPOutcome(resp.StatusCode), nil
 	}
-	s, err := nmf.OpenWith(c, nil)
-	if err != nil {
-		return classifyNMF(err), err
-	}
-	for range f.messages {
-		if _, err := s.RoundTrip(f.payload); err != nil {
-			return classifyNMF(err), err
-		}
-	}
-	if err := s.End(); err != nil {
-		return classifyNMF(err), err
-	}
-	return OK, nil
+	return f.nt.converse(c, nil, ph, time.Now())
 }
 
 // reset gets as far as when= says and resets the connection. Whatever
 // happens on the way, the connection ends with an RST: that is the fault.
 func (f *faultClient) reset(c *net.TCPConn) (string, error) {
 	defer c.SetLinger(0) // before the session's deferred close
-	switch f.Spec.Str("when", "connect") {
+	switch f.when {
 	case "preamble":
 		if _, err := c.Write(f.opening[:max(1, len(f.opening)/2)]); err != nil {
 			return Classify(err), err
@@ -334,7 +316,7 @@ func (f *faultClient) reset(c *net.TCPConn) (string, error) {
 			return Classify(err), err
 		}
 		if f.protocol == HTTP {
-			resp, err := http.ReadResponse(bufio.NewReader(c), &http.Request{Method: f.method})
+			resp, err := http.ReadResponse(bufio.NewReader(c), f.req)
 			if err != nil {
 				return classifyHTTP(err), err
 			}
@@ -351,7 +333,9 @@ func (f *faultClient) reset(c *net.TCPConn) (string, error) {
 // nonsense: an MC-NMF fault record, an HTTP response, or the end of the
 // connection (eof, reset) or nothing until the deadline (timeout).
 func readReply(c net.Conn) (string, error) {
-	br := bufio.NewReaderSize(c, 512)
+	// A bufio.Reader of the default size is one that nmf's Reader reads
+	// from as it is (bufio.NewReader returns it), peeked byte included.
+	br := bufio.NewReader(c)
 	b, err := br.Peek(1)
 	if err != nil {
 		return Classify(err), err
@@ -359,11 +343,10 @@ func readReply(c net.Conn) (string, error) {
 	switch b[0] {
 	case nmf.RecFault:
 		rec, err := nmf.NewReader(br, 0).Next()
-		if err != nil {
-			return classifyNMF(err), err
+		if err == nil {
+			err = &nmf.FaultError{Name: nmf.FaultName(string(rec.Payload))}
 		}
-		fe := &nmf.FaultError{Name: nmf.FaultName(string(rec.Payload))}
-		return FaultOutcome(fe.Name), fe
+		return classifyNMF(err), err
 	case 'H':
 		resp, err := http.ReadResponse(br, nil)
 		if err != nil {
@@ -386,8 +369,7 @@ func garbage(seed uint64, n int64, size int) []byte {
 	return b
 }
 
-// faultPlan decides which sessions of a run are which client fault's, and
-// logs when each fault's window opens and closes.
+// faultPlan decides which sessions of a run are which client fault's.
 //
 // Spreading is exact and repeatable, not random: it is smooth weighted
 // round robin (nginx's) over the faults in effect and the normal clients,
@@ -398,18 +380,13 @@ func garbage(seed uint64, n int64, size int) []byte {
 // exactly N·ratio whenever that is whole (with up to three faults at once;
 // with more, rarely one off), evenly spread: 5% of 2,000 sessions is
 // exactly 100, every twentieth.
+//
+// It is not safe for concurrent use: the recorder picks under its lock
+// (recorder.Start), where it counts the sessions too.
 type faultPlan struct {
 	clients []*faultClient
-	log     *faults.Log
-
-	mu     sync.Mutex
-	acc    []int64 // per fault: its account, in units of 1/ratioUnit
-	normal int64   // the normal clients' account
-	seq    []int64 // per fault: sessions taken so far
-
-	stop     chan struct{}
-	stopOnce sync.Once
-	wg       sync.WaitGroup
+	acc     []int64 // per fault: its account, in units of 1/ratioUnit
+	normal  int64   // the normal clients' account
 }
 
 // newFaultPlan returns the plan of o's client faults, nil if it has none.
@@ -417,8 +394,7 @@ func newFaultPlan(o Options) *faultPlan {
 	if len(o.ClientFaults) == 0 {
 		return nil
 	}
-	p := &faultPlan{log: faults.NewLog("load", nil, nil), stop: make(chan struct{}),
-		acc: make([]int64, len(o.ClientFaults)), seq: make([]int64, len(o.ClientFaults))}
+	p := &faultPlan{acc: make([]int64, len(o.ClientFaults))}
 	for _, f := range o.ClientFaults {
 		p.clients = append(p.clients, newFaultClient(o, f))
 	}
@@ -426,16 +402,13 @@ func newFaultPlan(o Options) *faultPlan {
 }
 
 // pick says which client fault, if any, takes the session intended at
-// offset from the run's start: the fault's index and the session's
-// number among the fault's, or -1 for a normal session. Sessions must be
-// picked in the order they start.
-func (p *faultPlan) pick(offset time.Duration) (k int, n int64) {
+// offset from the run's start: the fault's index, or -1 for a normal
+// session. Sessions must be picked in the order they start.
+func (p *faultPlan) pick(offset time.Duration) int {
 	if p == nil {
-		return -1, 0
+		return -1
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	k = -1
+	k := -1
 	normal := int64(ratioUnit)
 	for i, f := range p.clients {
 		if !f.Spec.Active(offset) {
@@ -455,78 +428,40 @@ func (p *faultPlan) pick(offset time.Duration) (k int, n int64) {
 	p.normal += normal
 	if k < 0 || normal > 0 && p.normal > p.acc[k] {
 		p.normal -= ratioUnit
-		return -1, 0
+		return -1
 	}
 	p.acc[k] -= ratioUnit
-	n = p.seq[k]
-	p.seq[k]++
-	return k, n
+	return k
 }
 
-// session is the n-th session of fault k.
-func (p *faultPlan) session(k int, n int64) Session { return faultSession{p.clients[k], n} }
-
-// watch logs each fault's window opening and closing, from start, until
-// stopWatch; edges at or after runFor (when it is not 0) are outside the
-// run and not logged.
-func (p *faultPlan) watch(start time.Time, runFor time.Duration) {
-	if p == nil {
-		return
-	}
-	type edge struct {
-		at    time.Duration
-		k     int
-		phase faults.Phase
-	}
-	var edges []edge
-	for k, f := range p.clients {
-		if runFor > 0 && f.Spec.At >= runFor {
-			continue
-		}
-		edges = append(edges, edge{f.Spec.At, k, faults.Start})
-		if end, ok := f.Spec.End(); ok && (runFor == 0 || end < runFor) {
-			edges = append(edges, edge{end, k, faults.End})
-		}
-	}
-	slices.SortStableFunc(edges, func(a, b edge) int { return cmp.Compare(a.at, b.at) })
-	p.wg.Go(func() {
-		t := time.NewTimer(time.Hour)
-		defer t.Stop()
-		for _, e := range edges {
-			if d := time.Until(start.Add(e.at)); d > 0 {
-				t.Reset(d)
-				select {
-				case <-t.C:
-				case <-p.stop:
-					return
-				}
-			}
-			select {
-			case <-p.stop:
-				return
-			default:
-			}
-			f := p.clients[e.k]
-			p.log.Add(f.Spec, e.phase, fmt.Sprintf("ratio %g of the load's sessions", f.Ratio))
-		}
-	})
-}
-
-// stopWatch ends watch: the send phase is over, and windows that open or
-// close later were not in effect during the run. It may be called more
-// than once.
-func (p *faultPlan) stopWatch() {
-	if p == nil {
-		return
-	}
-	p.stopOnce.Do(func() { close(p.stop) })
-	p.wg.Wait()
-}
-
-// events are the fault events logged so far.
-func (p *faultPlan) events() []faults.Event {
+// events are the client faults' windows opening and closing in a send
+// phase that began at start and lasted sent: each fault's window opens at
+// its at= and closes for= later, and an edge at or after the end of the
+// send phase was not in the run.
+func (p *faultPlan) events(start time.Time, sent time.Duration) []faults.Event {
 	if p == nil {
 		return nil
 	}
-	return p.log.Events()
+	type edge struct {
+		at    time.Duration
+		f     *faultClient
+		phase faults.Phase
+	}
+	var edges []edge
+	for _, f := range p.clients {
+		if f.Spec.At < sent {
+			edges = append(edges, edge{f.Spec.At, f, faults.Start})
+		}
+		if end, ok := f.Spec.End(); ok && end < sent {
+			edges = append(edges, edge{end, f, faults.End})
+		}
+	}
+	slices.SortStableFunc(edges, func(a, b edge) int { return cmp.Compare(a.at, b.at) })
+	var events []faults.Event
+	for _, e := range edges {
+		s := e.f.Spec
+		events = append(events, faults.Event{Time: start.Add(e.at), Fault: s.String(), Name: s.Name, Kind: s.Kind, Phase: e.phase,
+			Source: "load", Detail: fmt.Sprintf("ratio %g of the load's sessions", e.f.Ratio)})
+	}
+	return events
 }

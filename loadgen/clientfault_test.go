@@ -40,7 +40,7 @@ func plan(t *testing.T, fs ...ClientFault) *faultPlan {
 func picks(p *faultPlan, n int) map[int][]int {
 	got := map[int][]int{}
 	for i := range n {
-		if k, _ := p.pick(time.Duration(i) * 10 * time.Millisecond); k >= 0 {
+		if k := p.pick(time.Duration(i) * 10 * time.Millisecond); k >= 0 {
 			got[k] = append(got[k], i)
 		}
 	}
@@ -295,29 +295,35 @@ func TestClientFaultWindowEvents(t *testing.T) {
 	assert.Equal(t, int64(5), r.ClientFaults["rst:at=500ms,for=1s"].Sessions)
 	assert.Zero(t, r.ClientFaults["silent:at=2s"].Sessions)
 	assert.Equal(t, int64(95), r.Outcomes[OK])
-	require.Len(t, r.FaultEvents, 3, "%+v", r.FaultEvents)
-	want := []struct {
-		fault string
-		phase faults.Phase
-		at    time.Duration
-	}{{"connect-close:at=200ms,for=200ms", faults.Start, 200 * time.Millisecond}, {"connect-close:at=200ms,for=200ms", faults.End, 400 * time.Millisecond}, {"rst:at=500ms,for=1s", faults.Start, 500 * time.Millisecond}}
-	for i, w := range want {
-		ev := r.FaultEvents[i]
-		assert.Equal(t, w.fault, ev.Fault)
-		assert.Equal(t, w.phase, ev.Phase)
-		assert.Equal(t, faults.Client, ev.Kind)
-		assert.InDelta(t, w.at.Seconds(), ev.Time.Sub(r.Started).Seconds(), 0.15, "%s %s", w.fault, w.phase)
+	// The windows' edges are where the spec puts them, from the run's
+	// start, up to the end of the send phase.
+	event := func(fault, name string, phase faults.Phase, at time.Duration, ratio string) faults.Event {
+		return faults.Event{Time: r.Started.Add(at), Fault: fault, Name: name, Kind: faults.Client, Phase: phase, Source: "load", Detail: "ratio " + ratio + " of the load's sessions"}
 	}
+	assert.Equal(t, []faults.Event{
+		event("connect-close:at=200ms,for=200ms", "connect-close", faults.Start, 200*time.Millisecond, "0.5"),
+		event("connect-close:at=200ms,for=200ms", "connect-close", faults.End, 400*time.Millisecond, "0.5"),
+		event("rst:at=500ms,for=1s", "rst", faults.Start, 500*time.Millisecond, "0.25"),
+	}, r.FaultEvents)
+}
+
+// faultRecorder is a recorder of a net.tcp run with client faults fs.
+func faultRecorder(start time.Time, fs ...ClientFault) *recorder {
+	t, _ := ParseTarget("net.tcp://127.0.0.1:1/x/")
+	rec := newRecorder(start)
+	rec.setPlan(newFaultPlan(Options{Target: t, Messages: 1, MessageSize: 64, ClientFaults: fs}))
+	return rec
 }
 
 // faultFixture is fixture with a client fault section: n sessions of
 // latency base, base+1µs, …, ending in outcome.
 func faultFixture(n int, base time.Duration, outcome string) *Result {
 	r := fixture(n, base, OK)
-	rec := newRecorder(r.Started)
-	rec.addClientFaults(1)
+	rec := faultRecorder(r.Started, ClientFault{Spec: faults.MustParse(faults.Client, "silent"), Ratio: 1})
 	for i := range n {
-		rec.StartedFault(0, false)
+		if k, _ := rec.Start(0, r.Started, false); k != 0 {
+			panic("a ratio of 1 takes every session")
+		}
 		rec.FinishedFault(0, base+time.Duration(i)*time.Microsecond, outcome, nil)
 	}
 	f := rec.faultResults()[0]
@@ -449,30 +455,50 @@ func TestClientFaultRunsLeaveNoDescriptorsBehind(t *testing.T) {
 		"descriptors did not return to the %d open before the runs", before)
 }
 
-// A faulty session in flight when the run is interrupted is aborted like
-// any other, and the watcher of fault windows stops with the run.
+// An interrupted run ends within its grace, whatever fault windows it
+// had yet to open (here 10 s on, in a 30 s run), and has no events of
+// those.
 func TestClientFaultsInterrupted(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(300*time.Millisecond, cancel)
 	start := time.Now()
 	r, err := Run(ctx, Options{Target: target(t, "net.tcp://"+testutil.SilentServer(t)+"/x"), Pacer: &Constant{Per: 100}, Duration: 30 * time.Second,
-		Timeout: 20 * time.Second, Grace: 100 * time.Millisecond, ClientFaults: []ClientFault{clientFault(t, "silent:at=1s,for=1s", 0.5)}})
+		Timeout: 20 * time.Second, Grace: 100 * time.Millisecond, ClientFaults: []ClientFault{clientFault(t, "silent:at=10s,for=1s", 0.5)}})
 	require.NoError(t, err)
 	assert.Less(t, time.Since(start), 3*time.Second)
+	assert.Equal(t, "interrupted", r.Stopped)
 	assert.Empty(t, r.FaultEvents, "the window never opened")
-	assert.Zero(t, r.ClientFaults["silent:at=1s,for=1s"].Sessions)
+	assert.Zero(t, r.ClientFaults["silent:at=10s,for=1s"].Sessions)
 }
 
 func TestRecorderWithClientFaultsStillAllocatesNothing(t *testing.T) {
 	start := time.Now()
-	rec := newRecorder(start)
-	rec.addClientFaults(2)
+	rec := faultRecorder(start, clientFault(t, "silent", 0.25), clientFault(t, "rst", 0.25))
 	ph := &Phases{Connect: 100 * time.Microsecond, rec: rec}
+	var kinds [3]int // normal, fault 0, fault 1
 	allocs := testing.AllocsPerRun(1000, func() {
-		rec.Started(start, false)
-		rec.Finished(start, 300*time.Microsecond, OK, ph, nil)
-		rec.StartedFault(1, false)
-		rec.FinishedFault(1, time.Millisecond, Reset, nil)
+		k, _ := rec.Start(0, start, false)
+		kinds[k+1]++
+		if k < 0 {
+			rec.Finished(start, 300*time.Microsecond, OK, ph, nil)
+		} else {
+			rec.FinishedFault(k, time.Millisecond, Reset, nil)
+		}
 	})
 	assert.Zero(t, allocs)
+	for k, n := range kinds {
+		assert.Positive(t, n, "sessions of kind %d (0: normal) were measured too", k)
+	}
+}
+
+// BenchmarkStartWithClientFaults is the per-session start of a run whose
+// every session a client fault takes: the pick and the counts, under the
+// recorder's one lock, and nothing allocated.
+func BenchmarkStartWithClientFaults(b *testing.B) {
+	start := time.Now()
+	rec := faultRecorder(start, ClientFault{Spec: faults.MustParse(faults.Client, "silent"), Ratio: 1})
+	b.ReportAllocs()
+	for i := range b.N {
+		rec.Start(time.Duration(i)*time.Microsecond, start, false)
+	}
 }

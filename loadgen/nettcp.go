@@ -40,7 +40,15 @@ func (s *netTCPSession) Run(ctx context.Context, ph *Phases) (string, error) {
 	defer done()
 	t0 := time.Now()
 	c.SetDeadline(t0.Add(s.timeout))
-	sess, err := nmf.OpenWith(c, s.preamble)
+	return s.converse(c, s.preamble, ph, t0)
+}
+
+// converse carries the session on over c, connected and with its deadline
+// set: it writes preamble (none: the caller has written one of its own),
+// waits for PreambleAck (the handshake, timed from t0), makes the round
+// trips and ends the session.
+func (s *netTCPSession) converse(c net.Conn, preamble []byte, ph *Phases, t0 time.Time) (string, error) {
+	sess, err := nmf.OpenWith(c, preamble)
 	if err != nil {
 		return classifyNMF(err), err
 	}

@@ -85,14 +85,16 @@ type recorder struct {
 	// sessions end: live, or from hey's output after the run).
 	closedBefore int
 	notes        []string
-	// faults are the client faults' sessions, by index: kept apart, so
-	// that they never show in the normal sessions' measurements.
+	// plan picks the sessions client faults take (Start); faults are
+	// their sessions, by index: kept apart, so that they never show in
+	// the normal sessions' measurements.
+	plan   *faultPlan
 	faults []faultRec
 }
 
 // faultRec is what the recorder keeps of one client fault's sessions.
 type faultRec struct {
-	sessions int64
+	sessions int64 // started so far: the next one's number
 	outcomes map[string]int64
 	errors   map[string]int64
 	hist     *hdr.Histogram // session latency
@@ -141,10 +143,16 @@ func (r *recorder) second(at time.Time) *Second {
 	return &r.series[s]
 }
 
-// Started counts a session started at time at; late says it started later
-// than its intended time by more than the run allows.
+// Started counts a normal session started at time at; late says it
+// started later than its intended time by more than the run allows.
 func (r *recorder) Started(at time.Time, late bool) {
 	r.mu.Lock()
+	r.started(at, late)
+	r.mu.Unlock()
+}
+
+// started is Started; callers hold mu.
+func (r *recorder) started(at time.Time, late bool) {
 	sec := r.second(at)
 	sec.Attempts++
 	r.attempts++
@@ -152,37 +160,48 @@ func (r *recorder) Started(at time.Time, late bool) {
 		sec.Late++
 		r.late++
 	}
-	r.mu.Unlock()
 }
 
-// addClientFaults makes room for the sessions of n client faults.
-func (r *recorder) addClientFaults(n int) {
-	for range n {
+// setPlan makes Start pick client faults' sessions by p, and makes room
+// for their measurements.
+func (r *recorder) setPlan(p *faultPlan) {
+	if p == nil {
+		return
+	}
+	r.plan = p
+	for range p.clients {
 		r.faults = append(r.faults, faultRec{outcomes: map[string]int64{}, errors: map[string]int64{}, hist: newHist(histDigits)})
 	}
 }
 
-// StartedFault counts a session of client fault k started (late, as
-// Started). It counts in the run's attempts and late sends, not in the
-// normal sessions' time series.
-func (r *recorder) StartedFault(k int, late bool) {
+// Start counts a session started at time now, intended at offset from the
+// run's start (late as for Started), and says which client fault, if any,
+// takes it in a normal session's place: k its index and n its number
+// among the fault's sessions, or k = -1 for a normal session. Sessions
+// must start in the order they are intended. A faulty session counts in
+// the run's attempts and late sends, not in the normal sessions' time
+// series.
+func (r *recorder) Start(offset time.Duration, now time.Time, late bool) (k int, n int64) {
 	r.mu.Lock()
-	r.attempts++
-	if late {
-		r.late++
+	if k = r.plan.pick(offset); k < 0 {
+		r.started(now, late)
+	} else {
+		r.attempts++
+		if late {
+			r.late++
+		}
+		n = r.faults[k].sessions
+		r.faults[k].sessions++
 	}
-	r.faults[k].sessions++
 	r.mu.Unlock()
+	return k, n
 }
 
 // FinishedFault records a session of client fault k that ended with
 // outcome after latency (from its intended send time), apart from the
 // normal sessions.
 func (r *recorder) FinishedFault(k int, latency time.Duration, outcome string, err error) {
-	var sample string
-	if err != nil && outcome != OK && outcome != Aborted {
-		sample = errorSample(err.Error())
-	}
+	sample := sampleOf(outcome, err)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	f := &r.faults[k]
@@ -216,10 +235,7 @@ func (r *recorder) faultResults() []*FaultResult {
 // is kept as a sample of what went wrong.
 func (r *recorder) Finished(end time.Time, latency time.Duration, outcome string, ph *Phases, err error) {
 	us := micros(latency)
-	var sample string
-	if err != nil && outcome != OK && outcome != Aborted {
-		sample = errorSample(err.Error()) // formatted before the lock every session takes
-	}
+	sample := sampleOf(outcome, err) // formatted before the lock every session takes
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.outcomes[outcome]++
@@ -232,7 +248,7 @@ func (r *recorder) Finished(end time.Time, latency time.Duration, outcome string
 		}
 	}
 	if sample != "" {
-		r.sampleError(sample, 1)
+		addSample(r.errors, sample, 1)
 	}
 	sec := r.second(end)
 	if outcome == OK {
@@ -271,7 +287,7 @@ func (r *recorder) Untimed(outcome, msg string, n int64) {
 	defer r.mu.Unlock()
 	r.outcomes[outcome] += n
 	if outcome != OK && outcome != Aborted && msg != "" {
-		r.sampleError(errorSample(msg), n)
+		addSample(r.errors, errorSample(msg), n)
 	}
 }
 
@@ -283,9 +299,14 @@ var localAddr = regexp.MustCompile(`[0-9A-Fa-f.:\[\]]+:[0-9]+->`)
 // errorSample is an error message as Result.Errors keys it.
 func errorSample(msg string) string { return localAddr.ReplaceAllString(msg, "") }
 
-// sampleError counts msg (an errorSample) if it is one of the kept
-// messages. Callers hold mu.
-func (r *recorder) sampleError(msg string, n int64) { addSample(r.errors, msg, n) }
+// sampleOf is the error sample a session that ended with outcome and err
+// leaves: none ("") for ok and aborted sessions, or without an error.
+func sampleOf(outcome string, err error) string {
+	if err == nil || outcome == OK || outcome == Aborted {
+		return ""
+	}
+	return errorSample(err.Error())
+}
 
 // addSample counts n of error message msg in samples, which keeps at most
 // maxErrorSamples distinct messages.

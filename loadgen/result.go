@@ -68,7 +68,7 @@ type Result struct {
 	// daemon on the same host shares it, so an accept queue that
 	// overflowed shows here from the kernel's side. Absent where /proc
 	// cannot be read.
-	TCPExt map[string]int64 `json:"tcp_ext,omitempty"`
+	TCPExt faults.TCPExt `json:"tcp_ext,omitempty"`
 }
 
 // KernelCounters are the TcpExt counters a result records: connections
@@ -79,12 +79,12 @@ var KernelCounters = []string{"ListenOverflows", "ListenDrops", "TCPReqQFullDrop
 
 // kernelDelta is after−before of the KernelCounters, or nil if either
 // reading failed.
-func kernelDelta(before, after faults.TCPExt) map[string]int64 {
+func kernelDelta(before, after faults.TCPExt) faults.TCPExt {
 	if before == nil || after == nil {
 		return nil
 	}
 	d := after.Sub(before)
-	out := make(map[string]int64, len(KernelCounters))
+	out := make(faults.TCPExt, len(KernelCounters))
 	for _, k := range KernelCounters {
 		out[k] = d[k]
 	}
@@ -275,7 +275,8 @@ func Merge(rs ...*Result) (*Result, error) {
 		Model: first.Model, Arrival: first.Arrival, Messages: first.Messages, MessageSize: first.MessageSize,
 		Started: first.Started, Outcomes: map[string]int64{}, Phases: map[string]*Latency{},
 	}
-	hists := map[string]*hdr.Histogram{}
+	// The histograms pooled so far, by phase and by client fault.
+	hists, faultHists := map[string]*hdr.Histogram{}, map[string]*hdr.Histogram{}
 	var stopped []string
 	missingKernel := 0
 	for _, r := range rs {
@@ -287,7 +288,7 @@ func Merge(rs ...*Result) (*Result, error) {
 		if err := sameClientFaults(first, r); err != nil {
 			return nil, err
 		}
-		if err := m.mergeClientFaults(r); err != nil {
+		if err := m.mergeClientFaults(r, faultHists); err != nil {
 			return nil, err
 		}
 		if r.Started.Before(m.Started) {
@@ -318,10 +319,7 @@ func Merge(rs ...*Result) (*Result, error) {
 			if err != nil {
 				return nil, fmt.Errorf("merge: phase %q: %v", name, err)
 			}
-			if hists[name] == nil {
-				hists[name] = newHist(histDigits)
-			}
-			hists[name].Merge(h)
+			pool(hists, name, h)
 		}
 	}
 	m.Stopped = strings.Join(stopped, "; ")
@@ -336,9 +334,8 @@ func Merge(rs ...*Result) (*Result, error) {
 		m.Latency = *s
 		m.Latency.Hist = ""
 	}
-	for _, f := range m.ClientFaults {
-		h, _ := f.Latency.Histogram() // the merge's own, made by mergeClientFaults
-		f.Latency = *newLatency(h)
+	for key, h := range faultHists {
+		m.ClientFaults[key].Latency = *newLatency(h)
 	}
 	return m, nil
 }
@@ -369,9 +366,9 @@ func faultList(r *Result) string {
 	return strings.Join(l, ", ")
 }
 
-// mergeClientFaults adds r's client fault sections to m's; each section's
-// histogram is m's own until Merge summarises it.
-func (m *Result) mergeClientFaults(r *Result) error {
+// mergeClientFaults adds r's client fault sections to m's, and their
+// histograms to hists, by key, for Merge to summarise.
+func (m *Result) mergeClientFaults(r *Result, hists map[string]*hdr.Histogram) error {
 	for key, f := range r.ClientFaults {
 		h, err := f.Latency.Histogram()
 		if err != nil {
@@ -382,22 +379,30 @@ func (m *Result) mergeClientFaults(r *Result) error {
 		}
 		g := m.ClientFaults[key]
 		if g == nil {
-			g = &FaultResult{Name: f.Name, Ratio: f.Ratio, Outcomes: map[string]int64{}, Latency: Latency{h: newHist(histDigits)}}
+			g = &FaultResult{Name: f.Name, Ratio: f.Ratio, Outcomes: map[string]int64{}}
 			m.ClientFaults[key] = g
 		}
 		g.Sessions += f.Sessions
 		addCounts(&g.Outcomes, f.Outcomes)
 		addCounts(&g.Errors, f.Errors)
-		g.Latency.h.Merge(h)
+		pool(hists, key, h)
 	}
 	return nil
 }
 
+// pool adds h to hists[key], making it if need be.
+func pool(hists map[string]*hdr.Histogram, key string, h *hdr.Histogram) {
+	if hists[key] == nil {
+		hists[key] = newHist(histDigits)
+	}
+	hists[key].Merge(h)
+}
+
 // addCounts adds src's counts into *dst, making the map if need be.
-func addCounts(dst *map[string]int64, src map[string]int64) {
+func addCounts[M ~map[string]int64](dst *M, src M) {
 	for k, n := range src {
 		if *dst == nil {
-			*dst = map[string]int64{}
+			*dst = make(M)
 		}
 		(*dst)[k] += n
 	}

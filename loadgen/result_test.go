@@ -10,6 +10,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/portshare/portshare/faults"
 )
 
 // fixture records n sessions of latency base, base+1µs, … ending in the
@@ -82,8 +84,8 @@ func TestMergeAddsCountsAndHistograms(t *testing.T) {
 // them, and are left out of a pool some runs lack them in.
 func TestKernelCountersInFilesAndMerge(t *testing.T) {
 	a, b, c := fixture(10, time.Millisecond, OK), fixture(10, time.Millisecond, OK), fixture(10, time.Millisecond, OK)
-	a.TCPExt = map[string]int64{"ListenOverflows": 3, "ListenDrops": 3}
-	b.TCPExt = map[string]int64{"ListenOverflows": 2, "ListenDrops": 4}
+	a.TCPExt = faults.TCPExt{"ListenOverflows": 3, "ListenDrops": 3}
+	b.TCPExt = faults.TCPExt{"ListenOverflows": 2, "ListenDrops": 4}
 	var buf bytes.Buffer
 	require.NoError(t, a.WriteJSON(&buf))
 	assert.Contains(t, buf.String(), `"tcp_ext"`)
@@ -93,7 +95,7 @@ func TestKernelCountersInFilesAndMerge(t *testing.T) {
 
 	m, err := Merge(a, b)
 	require.NoError(t, err)
-	assert.Equal(t, map[string]int64{"ListenOverflows": 5, "ListenDrops": 7}, m.TCPExt)
+	assert.Equal(t, faults.TCPExt{"ListenOverflows": 5, "ListenDrops": 7}, m.TCPExt)
 	m, err = Merge(a, b, c)
 	require.NoError(t, err)
 	assert.Nil(t, m.TCPExt, "a sum over two of three runs is not the pool's")

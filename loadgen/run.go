@@ -110,6 +110,12 @@ func (o *Options) defaults() error {
 	if o.Method != "" && !validMethod(o.Method) {
 		return optionsErrorf("method %q is not an HTTP method token", o.Method)
 	}
+	if o.Target.Protocol == HTTP && o.Pacer == nil {
+		// Addr is not the URL's own when the caller connects elsewhere.
+		if own, err := ParseTarget(o.Target.URL); err == nil && own.Addr != o.Target.Addr {
+			return optionsErrorf("connecting to %s instead of the target's %s (--connect) is for the open model (--rate): closed-model http runs on hey, which connects to the target's own host", o.Target.Addr, own.Addr)
+		}
+	}
 	if o.Messages == 0 {
 		o.Messages = 1
 	}
@@ -196,7 +202,6 @@ func runLoad(ctx context.Context, o Options) (*Result, error) {
 	} else {
 		e.closed(sess)
 	}
-	e.plan.stopWatch() // the send phase is over
 	return e.finish(), nil
 }
 
@@ -239,8 +244,7 @@ type engine struct {
 func newEngine(ctx context.Context, o Options, name string) *engine {
 	e := &engine{o: o, ctx: ctx, start: time.Now(), name: name, tickDone: make(chan struct{}), plan: newFaultPlan(o)}
 	e.rec = newRecorder(e.start)
-	e.rec.addClientFaults(len(o.ClientFaults))
-	e.plan.watch(e.start, o.Duration)
+	e.rec.setPlan(e.plan)
 	e.sessCtx, e.cancelSess = context.WithCancel(context.WithoutCancel(ctx))
 	e.tickWG.Go(e.tick)
 	return e
@@ -272,39 +276,31 @@ func (e *engine) sendDeadline() (<-chan time.Time, func()) {
 	return t.C, func() { t.Stop() }
 }
 
-// startSession records that a session starts now, intended at the run's
-// offset at, and returns the session to run: sess, or a client fault's in
-// its place (k >= 0, the fault's index).
-func (e *engine) startSession(sess Session, at time.Duration, now time.Time, late bool) (Session, int) {
-	k, n := e.plan.pick(at)
-	if k < 0 {
-		e.rec.Started(now, late)
-		return sess, -1
-	}
-	e.rec.StartedFault(k, late)
-	return e.plan.session(k, n), k
-}
-
 // launch runs one session in its own goroutine; intended is when it was
-// meant to start, k its client fault (-1: none). release is called when it
-// ends.
-func (e *engine) launch(sess Session, k int, intended time.Time, release func()) {
+// meant to start, k and n its client fault and its number among the
+// fault's sessions (k = -1: none, a session of sess). release is called
+// when it ends.
+func (e *engine) launch(sess Session, k int, n int64, intended time.Time, release func()) {
 	e.wg.Go(func() {
 		defer release()
-		e.runOne(sess, k, intended)
+		e.runOne(sess, k, n, intended)
 	})
 }
 
-// runOne runs one session (of client fault k, or normal if k < 0) and
-// records it.
-func (e *engine) runOne(sess Session, k int, intended time.Time) {
+// runOne runs one session, the n-th of client fault k or, if k < 0, a
+// normal one of sess, and records it.
+func (e *engine) runOne(sess Session, k int, n int64, intended time.Time) {
 	e.rec.inFlight.Add(1)
 	defer e.rec.inFlight.Add(-1)
 	ph := Phases{rec: e.rec}
+	var outcome string
+	var err error
 	if k >= 0 {
 		ph.rec = nil // a faulty session's phases are not the normal sessions'
+		outcome, err = e.plan.clients[k].run(e.sessCtx, &ph, n)
+	} else {
+		outcome, err = sess.Run(e.sessCtx, &ph)
 	}
-	outcome, err := sess.Run(e.sessCtx, &ph)
 	if outcome != OK && e.sessCtx.Err() != nil {
 		outcome = Aborted
 	}
@@ -376,9 +372,9 @@ func (e *engine) open(sess Session) {
 			}
 		}
 		now := time.Now()
-		next, k := e.startSession(sess, at, now, now.Sub(intended) > e.o.LateAfter)
+		k, nth := e.rec.Start(at, now, now.Sub(intended) > e.o.LateAfter)
 		e.sendEnd = now
-		e.launch(next, k, intended, release)
+		e.launch(sess, k, nth, intended, release)
 	}
 }
 
@@ -424,8 +420,8 @@ func (e *engine) closed(sess Session) {
 					return
 				}
 				now := time.Now()
-				next, k := e.startSession(sess, now.Sub(e.start), now, false)
-				e.runOne(next, k, now)
+				k, nth := e.rec.Start(now.Sub(e.start), now, false)
+				e.runOne(sess, k, nth, now)
 			}
 		})
 	}
@@ -486,6 +482,7 @@ func (e *engine) finish() *Result {
 	if o.Duration > 0 {
 		window = min(window, o.Duration)
 	}
+	res.FaultEvents = e.plan.events(e.start, window) // before the open model's window stretches to its end
 	if o.Pacer != nil {
 		res.Model, res.Arrival = "open", o.Pacer.String()
 		switch {
@@ -518,7 +515,6 @@ func (e *engine) finish() *Result {
 			fr.Name, fr.Ratio = f.Spec.Name, f.Ratio
 			res.ClientFaults[f.key] = fr
 		}
-		res.FaultEvents = e.plan.events()
 	}
 	if window > 0 {
 		res.AchievedRate = float64(res.Attempts) / window.Seconds()
@@ -527,7 +523,6 @@ func (e *engine) finish() *Result {
 }
 
 func (e *engine) close() {
-	e.plan.stopWatch()
 	e.cancelSess()
 	close(e.tickDone)
 	e.tickWG.Wait()

@@ -339,4 +339,17 @@ func TestOptionsErrors(t *testing.T) {
 		var oe OptionsError
 		assert.ErrorAs(t, err, &oe, "%+v", o)
 	}
+
+	// Closed-model HTTP runs on hey, which connects to the target's own
+	// host: an Addr of another (--connect) is for the open model.
+	elsewhere := target(t, "http://a.example/")
+	elsewhere.Addr = "127.0.0.1:1"
+	_, err := Run(context.Background(), Options{Target: elsewhere, Concurrency: 1, Count: 1})
+	var oe OptionsError
+	require.ErrorAs(t, err, &oe)
+	assert.ErrorContains(t, err, "connecting to 127.0.0.1:1 instead of the target's a.example:80 (--connect) is for the open model (--rate)")
+	o := Options{Target: elsewhere, Pacer: &Constant{Per: 1}, Count: 1}
+	assert.NoError(t, o.defaults(), "the open model connects where Addr says")
+	o = Options{Target: target(t, "http://127.0.0.1:1/"), Concurrency: 1, Count: 1}
+	assert.NoError(t, o.defaults(), "hey connects to the target's own host")
 }

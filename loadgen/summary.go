@@ -43,9 +43,9 @@ func WriteSummary(w io.Writer, r *Result) error {
 		}
 		fmt.Fprintln(tw)
 	}
-	if r.TCPExt["ListenOverflows"] > 0 || r.TCPExt["ListenDrops"] > 0 {
+	if k := r.TCPExt; k.ListenOverflows() > 0 || k.ListenDrops() > 0 {
 		fmt.Fprintf(tw, "kernel\tListenOverflows +%d, ListenDrops +%d (this network namespace: accept queues overflowed)\n",
-			r.TCPExt["ListenOverflows"], r.TCPExt["ListenDrops"])
+			k.ListenOverflows(), k.ListenDrops())
 	}
 	if r.Stopped != "" {
 		fmt.Fprintf(tw, "stopped\t%s\n", r.Stopped)

@@ -197,7 +197,7 @@ func (c *Cell) Mixed() bool {
 		return false
 	}
 	key := func(r *results.Run) string {
-		return fmt.Sprint(r.Pass, r.Error == "", r.Metrics["leaked_handles"] == 0, r.Metrics["errors"] == 0)
+		return fmt.Sprint(r.Pass, r.Error == "", zero(r, "leaked_handles"), zero(r, "errors"))
 	}
 	for _, r := range c.Runs[1:] {
 		if key(r) != key(c.Runs[0]) {
@@ -219,13 +219,23 @@ func (c *Cell) all(ok func(*results.Run) bool) bool {
 	return true
 }
 
-// Findings lists every run's findings, prefixed with the repetition.
-func (c *Cell) Findings() []string {
+// RunErrors lists the runs that could not start, one line each: "rep 2
+// could not start: no daemon".
+func (c *Cell) RunErrors() []string {
 	var out []string
 	for _, r := range c.Runs {
 		if r.Error != "" {
-			out = append(out, fmt.Sprintf("rep %d: could not run: %s", r.Repetition, r.Error))
+			out = append(out, fmt.Sprintf("rep %d could not start: %s", r.Repetition, r.Error))
 		}
+	}
+	return out
+}
+
+// Findings lists the runs that could not start (RunErrors), then every
+// run's findings, prefixed with the repetition.
+func (c *Cell) Findings() []string {
+	out := c.RunErrors()
+	for _, r := range c.Runs {
 		for _, f := range r.Findings {
 			out = append(out, fmt.Sprintf("rep %d: %s: %s", r.Repetition, f.Kind, f.Detail))
 		}
@@ -238,6 +248,13 @@ type CheckResult struct {
 	Where, Expect string
 	Values        []float64 // measured, by repetition
 	Passed, Runs  int
+	FailedIn      []Rep // the repetitions that failed it, in order
+}
+
+// Rep is one repetition's measure.
+type Rep struct {
+	Repetition int
+	Value      float64
 }
 
 // Checks gathers the runs' expectation results by assertion, in the
@@ -258,6 +275,8 @@ func (c *Cell) Checks() []CheckResult {
 			out[i].Runs++
 			if ch.Pass {
 				out[i].Passed++
+			} else {
+				out[i].FailedIn = append(out[i].FailedIn, Rep{r.Repetition, ch.Value})
 			}
 		}
 	}

@@ -47,12 +47,12 @@ const nearP99 = 0.10
 // neighbours (the cells one setting away) fail fewest sessions, because
 // it keeps working if that setting drifts; then the best p99. It says
 // how it chose.
-func (s *Sweep) pick(ran, clean []*Cell) (*Cell, string) {
+func (s *Sweep) pick(ran, clean []*Cell, costs costTable) (*Cell, string) {
 	p99 := func(c *Cell) float64 { return c.Metric("p99_ms").Median }
-	minCost := slices.Min(costs(s, clean))
+	minCost := slices.Min(costs.of(clean))
 	var cheap []*Cell
 	for _, c := range clean {
-		if s.Cost(c) == minCost {
+		if costs.cost(c) == minCost {
 			cheap = append(cheap, c)
 		}
 	}
@@ -76,14 +76,6 @@ func (s *Sweep) pick(ran, clean []*Cell) (*Cell, string) {
 	})
 	return chosen, why + fmt.Sprintf("; of the %d equally cheap with p99 within %.0f %% of each other, the one whose neighbours (one setting changed) fail fewest sessions: %s on average, so it holds up best if a setting drifts",
 		len(near), nearP99*100, Percent(around(chosen)))
-}
-
-func costs(s *Sweep, cells []*Cell) []float64 {
-	out := make([]float64, len(cells))
-	for i, c := range cells {
-		out[i] = s.Cost(c)
-	}
-	return out
 }
 
 // neighbourErrors is the mean median error rate of the cells that differ
@@ -117,27 +109,47 @@ func (s *Sweep) neighbourErrors(ran []*Cell, c *Cell) float64 {
 // to 1 (largest), summed. Larger limits keep more connections and
 // descriptors; longer timeouts hold them longer. Settings that are not
 // numbers (a policy) cost nothing.
-func (s *Sweep) Cost(c *Cell) float64 {
-	ran := s.Ran()
-	values := map[string][]float64{}
-	for _, o := range ran {
+func (s *Sweep) Cost(c *Cell) float64 { return s.costs().cost(c) }
+
+// costTable is, by setting, the sorted distinct numeric values the cells
+// that ran gave it: what Cost ranks a value among. Verdict builds it once
+// rather than on every comparison of two cells.
+type costTable map[string][]float64
+
+func (s *Sweep) costs() costTable {
+	t := costTable{}
+	for _, o := range s.Ran() {
 		for _, set := range o.Settings {
-			if v, ok := number(set.Value); ok && !slices.Contains(values[set.Key], v) {
-				values[set.Key] = append(values[set.Key], v)
+			if v, ok := number(set.Value); ok && !slices.Contains(t[set.Key], v) {
+				t[set.Key] = append(t[set.Key], v)
 			}
 		}
 	}
+	for _, vs := range t {
+		sort.Float64s(vs)
+	}
+	return t
+}
+
+func (t costTable) cost(c *Cell) float64 {
 	cost := 0.0
 	for _, set := range c.Settings {
-		vs := values[set.Key]
+		vs := t[set.Key]
 		v, ok := number(set.Value)
 		if !ok || len(vs) < 2 {
 			continue
 		}
-		sort.Float64s(vs)
 		cost += float64(slices.Index(vs, v)) / float64(len(vs)-1)
 	}
 	return cost
+}
+
+func (t costTable) of(cells []*Cell) []float64 {
+	out := make([]float64, len(cells))
+	for i, c := range cells {
+		out[i] = t.cost(c)
+	}
+	return out
 }
 
 // number reads a canonical setting value as a number: an integer, or a
@@ -184,14 +196,15 @@ func (s *Sweep) Verdict() Verdict {
 			v.Mixed = append(v.Mixed, c)
 		}
 	}
+	costs := s.costs()
 	p99 := func(c *Cell) float64 { return c.Metric("p99_ms").Median }
 	errs := func(c *Cell) float64 { return c.Metric("error_rate").Median }
 	byCost := func(a, b *Cell) int {
-		return cmp.Or(cmp.Compare(s.Cost(a), s.Cost(b)), cmp.Compare(p99(a), p99(b)), cmp.Compare(errs(a), errs(b)), cmp.Compare(a.Index, b.Index))
+		return cmp.Or(cmp.Compare(costs.cost(a), costs.cost(b)), cmp.Compare(p99(a), p99(b)), cmp.Compare(errs(a), errs(b)), cmp.Compare(a.Index, b.Index))
 	}
 	switch {
 	case len(v.Clean) > 0:
-		v.Recommended, v.why = s.pick(v.Ran, v.Clean)
+		v.Recommended, v.why = s.pick(v.Ran, v.Clean, costs)
 	case len(leakFreePassing) > 0:
 		v.Recommended = slices.MinFunc(leakFreePassing, func(a, b *Cell) int {
 			return cmp.Or(cmp.Compare(errs(a), errs(b)), byCost(a, b))
@@ -348,7 +361,7 @@ func (c *Cell) Failures() string {
 		{"listen_overflows", "kernel listen-queue overflows"},
 	} {
 		if st := c.Metric(m.name); st.Median > 0 {
-			causes = append(causes, fmt.Sprintf("%s %s", trim(st.Median), m.words))
+			causes = append(causes, fmt.Sprintf("%s %s", Number(st.Median), m.words))
 		}
 	}
 	if len(causes) > 0 {
@@ -381,40 +394,61 @@ func Percent(r float64) string {
 	return strconv.FormatFloat(r*100, 'f', 0, 64) + " %"
 }
 
-// Millis formats milliseconds for people, to three significant digits
-// or so: "850 µs", "12.3 ms", "10 ms", "2.06 s".
-func Millis(ms float64) string {
-	format := func(v float64, prec int, unit string) string {
-		s := strconv.FormatFloat(v, 'f', prec, 64)
-		if strings.Contains(s, ".") {
-			s = strings.TrimRight(strings.TrimRight(s, "0"), ".")
-		}
-		return s + " " + unit
-	}
+// Number prints a value for people to three significant digits, without
+// an exponent or trailing zeros; a whole number (a count) prints whole:
+// "67", "1809", "2.5", "40.4", "0.0448". NaN, a median of nothing, is "–".
+func Number(v float64) string {
 	switch {
+	case math.IsNaN(v):
+		return "–"
+	case math.IsInf(v, 0):
+		return strconv.FormatFloat(v, 'f', -1, 64)
+	case v == math.Trunc(v):
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	}
+	digits := max(0, 2-int(math.Floor(math.Log10(math.Abs(v)))))
+	s := strconv.FormatFloat(v, 'f', digits, 64)
+	if strings.Contains(s, ".") {
+		s = strings.TrimRight(strings.TrimRight(s, "0"), ".")
+	}
+	return s
+}
+
+// Millis formats milliseconds for people, to three significant digits
+// (Number): "850 µs", "12.3 ms", "10 ms", "2.06 s".
+func Millis(ms float64) string { return millis(ms, " ") }
+
+// MillisCompact is Millis without the space, for chart ticks and tables:
+// "850µs", "12.3ms", "2.06s".
+func MillisCompact(ms float64) string { return millis(ms, "") }
+
+func millis(ms float64, sep string) string {
+	switch a := math.Abs(ms); {
 	case math.IsNaN(ms):
 		return "–"
-	case ms < 1:
-		return format(ms*1000, 0, "µs")
-	case ms < 100:
-		return format(ms, 1, "ms")
-	case ms < 1000:
-		return format(ms, 0, "ms")
+	case a == 0:
+		return "0" + sep + "ms"
+	case a < 1:
+		return strconv.FormatFloat(ms*1000, 'f', 0, 64) + sep + "µs"
+	case a < 1000:
+		return Number(ms) + sep + "ms"
 	}
-	return format(ms/1000, 2, "s")
+	return Number(ms/1000) + sep + "s"
+}
+
+// Plural counts something: "1 cell", "4 cells", "0 cells", "2.5 handles"
+// (Number); many is the plural form.
+func Plural[N int | int64 | float64](n N, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return Number(float64(n)) + " " + many
 }
 
 // Count formats a count of a noun: "no handle", "1 handle", "2.5 handles".
 func Count(n float64, noun string) string {
-	switch {
-	case math.IsNaN(n):
-		return "– " + noun + "s"
-	case n == 0:
+	if n == 0 {
 		return "no " + noun
-	case n == 1:
-		return "1 " + noun
 	}
-	return trim(n) + " " + noun + "s"
+	return Plural(n, noun, noun+"s")
 }
-
-func trim(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }

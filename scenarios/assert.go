@@ -79,12 +79,8 @@ func ParseExpectation(text string) (Expectation, error) {
 		}
 	case x.Class != "":
 		return Expectation{}, fmt.Errorf("%q: only count(CLASS) and share(CLASS) take an argument", text)
-	case !slices.ContainsFunc(MetricNames, func(n struct{ Name, Help string }) bool { return n.Name == x.Metric }):
-		names := make([]string, len(MetricNames))
-		for i, n := range MetricNames {
-			names[i] = n.Name
-		}
-		return Expectation{}, fmt.Errorf("%q: unknown metric %q (known: %s, count(CLASS), share(CLASS))", text, x.Metric, strings.Join(names, ", "))
+	case !IsMetric(x.Metric):
+		return Expectation{}, fmt.Errorf("%q: unknown metric %q (known: %s, count(CLASS), share(CLASS))", text, x.Metric, strings.Join(metricList(), ", "))
 	}
 	return x, nil
 }

@@ -3,6 +3,7 @@ package scenarios
 import (
 	"math"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -22,7 +23,7 @@ func TestParseExpectation(t *testing.T) {
 	} {
 		x, err := ParseExpectation(text)
 		require.NoError(t, err, text)
-		want.Text = trimmed(text)
+		want.Text = strings.Trim(text, " ")
 		assert.Equal(t, want, x, text)
 	}
 	// Every metric the runner computes can be named.
@@ -31,16 +32,6 @@ func TestParseExpectation(t *testing.T) {
 		require.NoError(t, err, m.Name)
 		assert.NotEmpty(t, m.Help, m.Name)
 	}
-}
-
-func trimmed(s string) string {
-	for len(s) > 0 && s[0] == ' ' {
-		s = s[1:]
-	}
-	for len(s) > 0 && s[len(s)-1] == ' ' {
-		s = s[:len(s)-1]
-	}
-	return s
 }
 
 func TestParseExpectationBad(t *testing.T) {

@@ -184,21 +184,22 @@ func (p *parser) errf(n *yaml.Node, format string, a ...any) error {
 
 func (p *parser) scenario(data []byte) (*Scenario, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
+	// yaml's own "line N" stays in the message: for some errors it names
+	// the line before the fault.
+	badYAML := func(err error) error {
+		return &Error{File: p.file, Msg: "bad YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")}
+	}
 	var doc, extra yaml.Node
 	if err := dec.Decode(&doc); err != nil {
 		if errors.Is(err, io.EOF) {
 			return nil, &Error{File: p.file, Msg: "empty scenario: give at least name, workers and load"}
 		}
-		// yaml's own "line N" stays in the message: for some errors it
-		// names the line before the fault.
-		return nil, &Error{File: p.file, Msg: "bad YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")}
+		return nil, badYAML(err)
 	}
 	if err := dec.Decode(&extra); err == nil {
 		return nil, p.errf(&extra, "more than one YAML document")
 	} else if !errors.Is(err, io.EOF) {
-		// yaml's own "line N" stays in the message: for some errors it
-		// names the line before the fault.
-		return nil, &Error{File: p.file, Msg: "bad YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")}
+		return nil, badYAML(err)
 	}
 	root := doc.Content[0]
 	s := &Scenario{Repetitions: 1, Drain: 10 * time.Second}

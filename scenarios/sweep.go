@@ -133,7 +133,7 @@ func canonical(key string, n *yaml.Node) (string, error) {
 			b, _ := json.Marshal(list)
 			return string(b), nil
 		}
-		if intKeys[key] { // not by tag: a duration may be written 0, canonically 0s
+		if config.IsInt(key) { // not by tag: a duration may be written 0, canonically 0s
 			v, _ := strconv.Atoi(n.Value)
 			return strconv.Itoa(v), nil
 		}
@@ -363,18 +363,17 @@ func (p *parser) daemon(s *Scenario, n *yaml.Node) error {
 // check validates what crosses sections: every cell's daemon
 // configuration, and the worker and load settings it implies.
 func (p *parser) check(s *Scenario, root *yaml.Node) error {
-	for _, c := range s.Cells() {
+	cells := s.Cells()
+	for _, c := range cells {
 		if _, err := s.Plan(c); err != nil {
 			line := root
-			for _, a := range s.Axes {
-				line = &yaml.Node{Line: a.Line}
-				break
+			if len(s.Axes) > 0 {
+				line = &yaml.Node{Line: s.Axes[0].Line}
 			}
 			return p.errf(line, "cell %d (%s): %v", c.Index, c.Label(), err)
 		}
 	}
 	// An expectation that applies to no cell would pass unnoticed.
-	cells := s.Cells()
 	for _, a := range s.Assert {
 		if !slices.ContainsFunc(cells, func(c Cell) bool { return a.Applies(s, c) }) {
 			return p.errf(&yaml.Node{Line: a.Line}, "assert: where %s matches no cell of the sweep", a)
@@ -457,9 +456,6 @@ func setWorker(g *WorkerGroup, set Setting) {
 	}
 }
 
-// intKeys are the daemon keys whose YAML value must be an integer.
-var intKeys = map[string]bool{"listen_backlog": true, "max_pending_accepts": true, "max_pending_connections": true, "max_http_head": true}
-
 // ConfigYAML is the daemon's configuration file for this plan.
 func (pl *Plan) ConfigYAML(controlSocket string, listen []string) []byte {
 	var b strings.Builder
@@ -469,7 +465,7 @@ func (pl *Plan) ConfigYAML(controlSocket string, listen []string) []byte {
 	fmt.Fprintf(&b, "listen_addresses: %s\n", addrs)
 	for _, set := range pl.Config {
 		switch {
-		case intKeys[set.Key], strings.HasPrefix(set.Value, "["):
+		case config.IsInt(set.Key), strings.HasPrefix(set.Value, "["):
 			fmt.Fprintf(&b, "%s: %s\n", set.Key, set.Value)
 		default:
 			fmt.Fprintf(&b, "%s: %q\n", set.Key, set.Value)

@@ -8,7 +8,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"go.yaml.in/yaml/v3"
 
 	"github.com/portshare/portshare/sharer/config"
 )
@@ -204,19 +203,6 @@ daemon:
 	assert.Zero(t, cfg.GracePeriod)
 	assert.Equal(t, 7, cfg.ListenBacklog)
 	assert.Equal(t, "warn", cfg.LogLevel)
-}
-
-// TestIntKeys: ConfigYAML writes the keys of intKeys bare and others
-// quoted, and the daemon reads a quoted integer as a string: the list must
-// be the daemon's integer keys, all of them.
-func TestIntKeys(t *testing.T) {
-	for _, key := range config.Keys() {
-		if !isDaemonKey(key) {
-			continue
-		}
-		err := config.CheckValue(key, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!int", Value: "1024"})
-		assert.Equal(t, err == nil, intKeys[key], key)
-	}
 }
 
 func TestSetFixesASweptKey(t *testing.T) {

@@ -1,12 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
 	"path/filepath"
 
 	"github.com/spf13/cobra"
@@ -85,7 +83,7 @@ unreadable results (nothing was compared).`,
 				flag, path string
 				write      func(io.Writer) error
 			}{{"--junit", junit, r.WriteJUnit}, {"--markdown", markdown, r.WriteMarkdown}} {
-				if err := writeOutput(cmd.OutOrStdout(), out.flag, out.path, out.write); err != nil {
+				if err := writeDocument(cmd.OutOrStdout(), out.flag, out.path, out.write); err != nil {
 					return err
 				}
 			}
@@ -102,28 +100,21 @@ unreadable results (nothing was compared).`,
 	return cmd
 }
 
-// writeOutput writes one of the documents to path, or to stdout for "-";
-// nothing for "". A file that cannot be written is a usage error (exit
-// 2): the gate's outcome is unknown to whoever reads that file.
-func writeOutput(stdout io.Writer, flag, path string, write func(io.Writer) error) error {
+// writeDocument writes one of the documents to path, or to stdout for
+// "-" (writeOutput); nothing for "". A file that cannot be written is a
+// usage error (exit 2): the gate's outcome is unknown to whoever reads
+// that file.
+func writeDocument(stdout io.Writer, flag, path string, write func(io.Writer) error) error {
 	if path == "" {
 		return nil
 	}
-	var buf bytes.Buffer
-	if err := write(&buf); err != nil {
-		return usagef("%s: %v", flag, err)
-	}
-	if path == "-" {
-		if _, err := stdout.Write(buf.Bytes()); err != nil {
-			return usagef("%s -: %v", flag, err)
-		}
-		return nil
-	}
-	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return usagef("%s %s: no such directory: create %s first", flag, path, filepath.Dir(path))
-		}
-		return usagef("%s: %v", flag, err)
+	_, err := writeOutput(path, stdout, write)
+	var ce createError
+	switch {
+	case errors.As(err, &ce) && errors.Is(ce, fs.ErrNotExist):
+		return usagef("%s %s: no such directory: create %s first", flag, path, filepath.Dir(path))
+	case err != nil:
+		return usagef("%s %s: %v", flag, path, err)
 	}
 	return nil
 }

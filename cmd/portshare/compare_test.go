@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/xml"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,45 +15,8 @@ import (
 
 var compareFixture = comparetest.Fixture("../..")
 
-const (
-	compareCompat3s  = "dispatch_failure_policy=compat dispatch_timeout=3s"
-	compareReclaim1s = "dispatch_failure_policy=reclaim dispatch_timeout=1s"
-)
-
-// compareDoctored writes a copy of the ci-regression fixture changed by
-// edit.
-func compareDoctored(t *testing.T, edit func(s *comparetest.Sweep)) string {
-	t.Helper()
-	s := comparetest.Read(t, compareFixture, 1)
-	edit(s)
-	return s.Write(t)
-}
-
-func scaleMetric(t *testing.T, s *comparetest.Sweep, label, metric string, f float64) {
-	for _, r := range s.Cell(t, label) {
-		r.Metrics[metric] *= f
-	}
-}
-
-type junitDoc struct {
-	Tests    int `xml:"tests,attr"`
-	Failures int `xml:"failures,attr"`
-	Suites   []struct {
-		Name  string `xml:"name,attr"`
-		Cases []struct {
-			Classname string    `xml:"classname,attr"`
-			Name      string    `xml:"name,attr"`
-			Failure   *struct{} `xml:"failure"`
-		} `xml:"testcase"`
-	} `xml:"testsuite"`
-}
-
-func readJUnit(t *testing.T, data []byte) junitDoc {
-	t.Helper()
-	var j junitDoc
-	require.NoError(t, xml.Unmarshal(data, &j), string(data))
-	return j
-}
+// times multiplies by f, for Sweep.SetMetric.
+func times(f float64) func(float64) float64 { return func(v float64) float64 { return v * f } }
 
 func TestCompareIdenticalPasses(t *testing.T) {
 	dir := t.TempDir()
@@ -68,7 +30,7 @@ func TestCompareIdenticalPasses(t *testing.T) {
 
 	data, err := os.ReadFile(junit)
 	require.NoError(t, err)
-	j := readJUnit(t, data)
+	j := comparetest.ParseJUnit(t, data)
 	assert.Equal(t, 73, j.Tests)
 	assert.Zero(t, j.Failures)
 	require.Len(t, j.Suites, 1)
@@ -78,34 +40,36 @@ func TestCompareIdenticalPasses(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, strings.HasPrefix(string(data), "### ✅ ci-regression: no regression in 4 cells\n"), string(data))
 	assert.Contains(t, string(data), "<details>")
+
+	written, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	var names []string
+	for _, e := range written {
+		names = append(names, e.Name())
+	}
+	assert.Equal(t, []string{"junit.xml", "summary.md"}, names, "no temporary file is left")
 }
 
 func TestCompareRegressionFails(t *testing.T) {
-	latest := compareDoctored(t, func(s *comparetest.Sweep) {
-		for _, r := range s.Cell(t, compareCompat3s) {
+	latest := comparetest.Doctored(t, compareFixture, 1, func(s *comparetest.Sweep) {
+		for _, r := range s.Cell(t, comparetest.Compat3s) {
 			r.Metrics["leaked_handles"] = 1
 		}
 	})
 	junit := filepath.Join(t.TempDir(), "junit.xml")
 	code, stdout, stderr := cli("compare", compareFixture, latest, "--junit", junit)
 	require.Equal(t, 1, code, "stdout:\n%s\nstderr:\n%s", stdout, stderr)
-	assert.Contains(t, stdout, "FAIL "+compareCompat3s+": leaked_handles: worst repetition 1, baseline's worst 0 (exact: must not be higher)\n")
-	assert.Contains(t, stdout, "FAIL "+compareCompat3s+": expect leaked_handles == 0: 1 of 1 repetitions failed leaked_handles == 0 (rep 1: 1)\n")
+	assert.Contains(t, stdout, "FAIL "+comparetest.Compat3s+": leaked_handles: worst repetition 1, baseline's worst 0 (exact: must not be higher)\n")
+	assert.Contains(t, stdout, "FAIL "+comparetest.Compat3s+": expect leaked_handles == 0: 1 of 1 repetitions failed leaked_handles == 0 (rep 1: 1)\n")
 	assert.Regexp(t, `\n +leaked_handles +0 n=1 +1 n=1 +worst \+1 +worst ≤ 0 \(exact\) +REGRESSION\n`, stdout)
 	assert.True(t, strings.HasSuffix(stdout, "\n1 regression, 1 failed expectation in 4 cells\n"), stdout)
 	assert.Equal(t, "portshare: compare: 1 regression, 1 failed expectation in 4 cells (see above)\n", stderr)
 
 	data, err := os.ReadFile(junit)
 	require.NoError(t, err)
-	j := readJUnit(t, data)
+	j := comparetest.ParseJUnit(t, data)
 	assert.Equal(t, 2, j.Failures)
-	var failed []string
-	for _, c := range j.Suites[0].Cases {
-		if c.Failure != nil {
-			failed = append(failed, c.Classname+": "+c.Name)
-		}
-	}
-	assert.Equal(t, []string{compareCompat3s + ": leaked_handles", compareCompat3s + ": expect leaked_handles == 0"}, failed)
+	assert.Equal(t, []string{comparetest.Compat3s + ": leaked_handles", comparetest.Compat3s + ": expect leaked_handles == 0"}, j.Failed())
 }
 
 func TestCompareOtherRegressions(t *testing.T) {
@@ -114,24 +78,24 @@ func TestCompareOtherRegressions(t *testing.T) {
 		edit func(t *testing.T, s *comparetest.Sweep)
 		want []string
 	}{
-		{"p99 three times", func(t *testing.T, s *comparetest.Sweep) { scaleMetric(t, s, compareCompat3s, "p99_ms", 3) },
-			[]string{"FAIL " + compareCompat3s + ": p99_ms: median 5.43s is above the limit 3.64s (baseline's worst 1.81s, tolerance x2+20)"}},
+		{"p99 three times", func(t *testing.T, s *comparetest.Sweep) { s.SetMetric(t, comparetest.Compat3s, "p99_ms", times(3)) },
+			[]string{"FAIL " + comparetest.Compat3s + ": p99_ms: median 5.43s is above the limit 3.64s (baseline's worst 1.81s, tolerance x2+20)"}},
 		{"error rate up 0.2", func(t *testing.T, s *comparetest.Sweep) {
-			for _, r := range s.Cell(t, compareReclaim1s) {
+			for _, r := range s.Cell(t, comparetest.Reclaim1s) {
 				r.Metrics["error_rate"] += 0.2
 			}
-		}, []string{"FAIL " + compareReclaim1s + ": error_rate: median 0.245 is above the limit 0.0948",
-			"FAIL " + compareReclaim1s + ": expect error_rate < 0.15: 1 of 1 repetitions failed error_rate < 0.15 (rep 1: 0.245)"}},
+		}, []string{"FAIL " + comparetest.Reclaim1s + ": error_rate: median 0.245 is above the limit 0.0948",
+			"FAIL " + comparetest.Reclaim1s + ": expect error_rate < 0.15: 1 of 1 repetitions failed error_rate < 0.15 (rep 1: 0.245)"}},
 		{"a failed check", func(t *testing.T, s *comparetest.Sweep) {
-			for _, r := range s.Cell(t, compareReclaim1s) {
+			for _, r := range s.Cell(t, comparetest.Reclaim1s) {
 				r.Outcomes["reset"] = 2
 			}
-		}, []string{"FAIL " + compareReclaim1s + ": expect count(reset) == 0: 1 of 1 repetitions failed count(reset) == 0 (rep 1: 2)"}},
-		{"missing cell", func(t *testing.T, s *comparetest.Sweep) { s.Drop(compareReclaim1s) },
-			[]string{"FAIL " + compareReclaim1s + ": cell ran: the baseline ran this cell; the new sweep did not", "1 cell not run in 4 cells"}},
+		}, []string{"FAIL " + comparetest.Reclaim1s + ": expect count(reset) == 0: 1 of 1 repetitions failed count(reset) == 0 (rep 1: 2)"}},
+		{"missing cell", func(t *testing.T, s *comparetest.Sweep) { s.Drop(comparetest.Reclaim1s) },
+			[]string{"FAIL " + comparetest.Reclaim1s + ": cell ran: the baseline ran this cell; the new sweep did not", "1 cell not run in 4 cells"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			latest := compareDoctored(t, func(s *comparetest.Sweep) { tc.edit(t, s) })
+			latest := comparetest.Doctored(t, compareFixture, 1, func(s *comparetest.Sweep) { tc.edit(t, s) })
 			code, stdout, stderr := cli("compare", compareFixture, latest)
 			require.Equal(t, 1, code, "stdout:\n%s\nstderr:\n%s", stdout, stderr)
 			for _, w := range tc.want {
@@ -143,9 +107,9 @@ func TestCompareOtherRegressions(t *testing.T) {
 }
 
 func TestCompareImprovementPasses(t *testing.T) {
-	latest := compareDoctored(t, func(s *comparetest.Sweep) {
-		scaleMetric(t, s, compareCompat3s, "p99_ms", 0.2)
-		scaleMetric(t, s, compareCompat3s, "throughput", 2)
+	latest := comparetest.Doctored(t, compareFixture, 1, func(s *comparetest.Sweep) {
+		s.SetMetric(t, comparetest.Compat3s, "p99_ms", times(0.2))
+		s.SetMetric(t, comparetest.Compat3s, "throughput", times(2))
 	})
 	code, stdout, stderr := cli("compare", compareFixture, latest)
 	require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", stdout, stderr)
@@ -155,7 +119,7 @@ func TestCompareImprovementPasses(t *testing.T) {
 
 // --tolerance overrides the defaults (and the scenario's section).
 func TestCompareToleranceFlag(t *testing.T) {
-	latest := compareDoctored(t, func(s *comparetest.Sweep) { scaleMetric(t, s, compareCompat3s, "p99_ms", 3) })
+	latest := comparetest.Doctored(t, compareFixture, 1, func(s *comparetest.Sweep) { s.SetMetric(t, comparetest.Compat3s, "p99_ms", times(3)) })
 	code, stdout, _ := cli("compare", compareFixture, latest)
 	require.Equal(t, 1, code, stdout)
 
@@ -175,7 +139,7 @@ func TestCompareToStdout(t *testing.T) {
 	code, stdout, stderr := cli("compare", compareFixture, compareFixture, "--junit", "-")
 	require.Equal(t, 0, code, stderr)
 	assert.True(t, strings.HasPrefix(stdout, "<?xml"), stdout)
-	readJUnit(t, []byte(stdout))
+	comparetest.ParseJUnit(t, []byte(stdout))
 	assert.Contains(t, stderr, "no regression in 4 cells")
 
 	code, stdout, stderr = cli("compare", compareFixture, compareFixture, "--markdown", "-")
@@ -185,7 +149,7 @@ func TestCompareToStdout(t *testing.T) {
 }
 
 func TestCompareUsageErrors(t *testing.T) {
-	other := compareDoctored(t, func(s *comparetest.Sweep) {
+	other := comparetest.Doctored(t, compareFixture, 1, func(s *comparetest.Sweep) {
 		s.Manifest.Scenario = "other"
 		for _, r := range s.Runs {
 			r.Scenario = "other"
@@ -234,18 +198,18 @@ func TestCompareHelpStatesTheDefaults(t *testing.T) {
 // expectation: that is a warning.
 func TestCompareSelfPasses(t *testing.T) {
 	s := comparetest.Read(t, compareFixture, 5)
-	s.Cell(t, compareReclaim1s)[1].Outcomes["reset"] = 2 // fails count(reset) == 0
+	s.Cell(t, comparetest.Reclaim1s)[1].Outcomes["reset"] = 2 // fails count(reset) == 0
 	sweep := s.Write(t)
 	junit := filepath.Join(t.TempDir(), "junit.xml")
 	code, stdout, stderr := cli("compare", sweep, sweep, "--junit", junit)
 	require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", stdout, stderr)
 	assert.Empty(t, stderr)
 	assert.NotContains(t, stdout, "FAIL")
-	assert.Contains(t, stdout, "\nWARN "+compareReclaim1s+": expect count(reset) == 0: fails as in the baseline: 1/5 vs 1/5 (rep 2: 2)\n")
+	assert.Contains(t, stdout, "\nWARN "+comparetest.Reclaim1s+": expect count(reset) == 0: fails as in the baseline: 1/5 vs 1/5 (rep 2: 2)\n")
 	assert.True(t, strings.HasSuffix(stdout, "\nno regression in 4 cells (1 expectation failing as in the baseline)\n"), stdout)
 	data, err := os.ReadFile(junit)
 	require.NoError(t, err)
-	assert.Zero(t, readJUnit(t, data).Failures)
+	assert.Zero(t, comparetest.ParseJUnit(t, data).Failures)
 
 	// More repetitions than the one-run baseline draw higher worst counts
 	// where it leaks on purpose: not a regression.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/portshare/portshare/scenarios/runner"
 	"github.com/portshare/portshare/sharer/nmf"
 )
 
@@ -72,7 +73,7 @@ func runDemo(ctx context.Context, out io.Writer, port int, hold time.Duration) e
 	}
 	defer os.RemoveAll(dir)
 	if port == 0 {
-		if port, err = freePort(); err != nil {
+		if port, err = runner.FreePort(); err != nil {
 			return err
 		}
 	}
@@ -87,36 +88,38 @@ func runDemo(ctx context.Context, out io.Writer, port int, hold time.Duration) e
 	}
 	defer logf.Close()
 
-	var procs []*exec.Cmd
-	var waits []chan struct{}
-	exited := make(chan string, 3)
+	var children []*runner.Child
 	start := func(args ...string) error {
-		c := exec.Command(self, args...)
-		c.Stdout, c.Stderr = logf, logf
-		c.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-		if err := c.Start(); err != nil {
+		cmd := exec.Command(self, args...)
+		cmd.Stdout, cmd.Stderr = logf, logf
+		c, err := runner.Start(args[0], cmd)
+		if err != nil {
 			return err
 		}
-		done := make(chan struct{})
-		go func() {
-			c.Wait()
-			close(done)
-			exited <- args[0]
-		}()
-		waits = append(waits, done)
-		procs = append(procs, c)
-		fmt.Fprintf(out, "started  portshare %s  (pid %d)\n", strings.Join(args, " "), c.Process.Pid)
+		children = append(children, c)
+		fmt.Fprintf(out, "started  portshare %s  (pid %d)\n", strings.Join(args, " "), c.Pid())
 		return nil
 	}
 	defer func() {
-		for i := len(procs) - 1; i >= 0; i-- {
-			procs[i].Process.Signal(syscall.SIGTERM)
-			<-waits[i]
+		for i := len(children) - 1; i >= 0; i-- {
+			children[i].Stop(syscall.SIGTERM, 10*time.Second)
 		}
 	}()
+	// ready waits until cond holds, giving up when a child exits.
 	ready := func(what string, cond func() bool) error {
-		if err := waitFor(ctx, exited, 10*time.Second, cond); err != nil {
-			return fmt.Errorf("%s: %w (log: %s)", what, err, tail(logf.Name()))
+		err := runner.Poll(ctx, 10*time.Second, func() (bool, error) {
+			if cond() {
+				return true, nil
+			}
+			for _, c := range children {
+				if c.Exited() {
+					return true, fmt.Errorf("portshare %s exited", c.Name)
+				}
+			}
+			return false, nil
+		})
+		if err != nil {
+			return fmt.Errorf("%s: %w (log: %s)", what, err, runner.Tail(logf.Name(), 1))
 		}
 		return nil
 	}
@@ -203,38 +206,4 @@ func result(s string, err error) string {
 		return err.Error()
 	}
 	return s
-}
-
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
-
-// waitFor polls cond until it holds, the timeout passes, ctx ends, or a
-// child exits.
-func waitFor(ctx context.Context, exited <-chan string, timeout time.Duration, cond func() bool) error {
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("timed out after %s", timeout)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case name := <-exited:
-			return fmt.Errorf("portshare %s exited", name)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	return nil
-}
-
-func tail(path string) string {
-	b, _ := os.ReadFile(path)
-	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-	return lines[len(lines)-1]
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/xml"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,6 +8,9 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/portshare/portshare/reports/compare/comparetest"
+	"github.com/portshare/portshare/sharer/testutil"
 )
 
 // ciBaseline is the regression gate's baseline, as .ci/run uses it.
@@ -23,7 +25,7 @@ func TestRegressionGateFailsWhenReclaimLeaks(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the ci-regression sweep (about 25 s)")
 	}
-	t.Setenv("PORTSHARE_TEST_CHILD", "1")
+	t.Setenv(testutil.ChildEnv, "1")
 	t.Setenv(breakReclaimEnv, "1")
 	out := filepath.Join(t.TempDir(), "ci-regression")
 	code, stdout, stderr := cli("tune", "ci-regression", "--out", out)
@@ -49,7 +51,6 @@ func TestRegressionGateFailsWhenReclaimLeaks(t *testing.T) {
 
 	b, err := os.ReadFile(junit)
 	require.NoError(t, err)
-	var doc junitDoc
-	require.NoError(t, xml.Unmarshal(b, &doc))
+	doc := comparetest.ParseJUnit(t, b)
 	assert.Positive(t, doc.Failures)
 }

@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strconv"
 	"syscall"
 	"time"
@@ -88,10 +87,7 @@ Client faults:
 				if _, _, err := net.SplitHostPort(connect); err != nil {
 					return usagef("--connect %q: want HOST:PORT", connect)
 				}
-				if t.Protocol == loadgen.HTTP && f.Changed("concurrency") {
-					return usagef("--connect is for the open model: closed-model http (hey) connects to the target's own host")
-				}
-				t.Addr = connect
+				t.Addr = connect // loadgen refuses it for closed-model http (hey)
 			}
 			o := loadgen.Options{
 				Target: t, Concurrency: concurrency, Duration: duration, Count: count,
@@ -228,22 +224,14 @@ func parseClientFaults(specs, ratios []string) ([]loadgen.ClientFault, error) {
 		}
 		r := 1.0
 		if len(ratios) > 0 {
-			if r, err = parseRatio(ratios[i]); err != nil {
-				return nil, usagef("--client-fault-ratio %q (for %s): %v", ratios[i], text, err)
+			// loadgen refuses a share of 0 (and sums over 1) itself.
+			if r, err = faults.ParseShare(ratios[i]); err != nil {
+				return nil, usagef("--client-fault-ratio %q (for %s): want a share above 0 and at most 1, such as 0.05 or 5%%", ratios[i], text)
 			}
 		}
 		out = append(out, loadgen.ClientFault{Spec: s, Ratio: r})
 	}
 	return out, nil
-}
-
-// parseRatio reads a share of the sessions: 0.05 or 5%.
-func parseRatio(v string) (float64, error) {
-	r, err := faults.ParseShare(v)
-	if err != nil || r == 0 {
-		return 0, fmt.Errorf("want a share above 0 and at most 1, such as 0.05 or 5%%")
-	}
-	return r, nil
 }
 
 // raiseNOFILE lifts the soft open-files limit to the hard one: a load
@@ -279,36 +267,22 @@ func (p *progressLine) end() {
 	}
 }
 
-// resultFile is a result file being made: a temporary file beside its
-// final path, renamed over it by commit.
-type resultFile struct {
-	f    *os.File
-	path string
-}
+// resultFile is a result file being made (an outFile): created before
+// the run, so a bad path is found before the load, and committed once the
+// results are in it.
+type resultFile struct{ *outFile }
 
 func createResultFile(path string) (*resultFile, error) {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	o, err := createOutFile(path)
 	if err != nil {
 		return nil, err
 	}
-	return &resultFile{f: f, path: path}, nil
+	return &resultFile{o}, nil
 }
 
 func (r *resultFile) commit(res *loadgen.Result) error {
-	if err := res.WriteJSON(r.f); err != nil {
+	if err := res.WriteJSON(r.outFile); err != nil {
 		return err
 	}
-	if err := r.f.Chmod(0o644); err != nil { // CreateTemp makes it 0600
-		return err
-	}
-	if err := r.f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(r.f.Name(), r.path)
-}
-
-// discard removes the temporary file if commit did not rename it.
-func (r *resultFile) discard() {
-	r.f.Close()
-	os.Remove(r.f.Name())
+	return r.outFile.commit()
 }

@@ -181,6 +181,8 @@ func TestLoadUsageErrorsExit2WithOneLine(t *testing.T) {
 		{[]string{"load", "--target", "net.tcp://127.0.0.1:1/x/", "--rate", "10", "--duration", "1s", "--message-size", "100000"}, "net.tcp messages are limited to 61440 bytes"},
 		{[]string{"load", "--target", "http://127.0.0.1:1/", "--rate", "10", "--duration", "1s", "--method", "G T"}, `method "G T" is not an HTTP method`},
 		{[]string{"load", "--target", "net.tcp://127.0.0.1:1/x/", "--rate", "10", "--duration", "1s", "--json", "/nonexistent/dir/r.json"}, "--json: open /nonexistent/dir/"},
+		{[]string{"load", "--target", "net.tcp://127.0.0.1:1/x/", "--rate", "10", "--duration", "1s", "--client-fault", "silent", "--client-fault-ratio", "0"}, `client fault "silent": the ratio must be above 0 and at most 1, got 0`},
+		{[]string{"load", "--target", "net.tcp://127.0.0.1:1/x/", "--rate", "10", "--duration", "1s", "--client-fault", "silent", "--client-fault-ratio", "1.5"}, `--client-fault-ratio "1.5" (for silent): want a share above 0 and at most 1`},
 	} {
 		start := time.Now()
 		code, out, errs := cli(tc.args...)

@@ -4,9 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -18,67 +16,15 @@ import (
 	"github.com/portshare/portshare/sharer/testutil"
 )
 
-// nsProc is the test binary run as portshare (childMain) inside a network
-// namespace, through (*faults.Netns).Command.
-type nsProc struct {
-	cmd  *exec.Cmd
-	out  *testutil.Buffer
-	done chan struct{}
-}
-
-// startInNetns starts `portshare ARGS…` in namespace ns of n. The child is
-// killed at the end of the test if still running, and its output logged
-// if the test failed.
-func startInNetns(t *testing.T, n *faults.Netns, ns string, args ...string) *nsProc {
+// startInNetns starts `portshare ARGS…` in namespace ns of n, as
+// testutil.Start would outside it.
+func startInNetns(t *testing.T, n *faults.Netns, ns string, args ...string) *testutil.Proc {
 	t.Helper()
 	cmd := n.Command(ns, os.Args[0], args...)
 	// What makes the re-executed binary run childMain, and die with us.
 	child := testutil.ChildCommand(os.Args[0])
 	cmd.Env, cmd.SysProcAttr = child.Env, child.SysProcAttr
-	p := &nsProc{cmd: cmd, out: &testutil.Buffer{}, done: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = p.out, p.out
-	require.NoError(t, cmd.Start())
-	go func() { cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-p.done
-		if t.Failed() {
-			t.Logf("output of portshare %v in %s:\n%s", args, ns, p.out.String())
-		}
-	})
-	return p
-}
-
-// waitOutput waits up to timeout for the child's output to contain s,
-// failing at once if the child exits without printing it.
-func (p *nsProc) waitOutput(t *testing.T, s string, timeout time.Duration) {
-	t.Helper()
-	deadline := time.After(timeout)
-	for !strings.Contains(p.out.String(), s) {
-		select {
-		case <-p.done:
-			if strings.Contains(p.out.String(), s) {
-				return
-			}
-			t.Fatalf("the child exited without printing %q; output:\n%s", s, p.out.String())
-		case <-deadline:
-			t.Fatalf("the child did not print %q within %s; output:\n%s", s, timeout, p.out.String())
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
-}
-
-// wait waits up to timeout for the child to exit and returns its exit
-// code, failing the test on timeout.
-func (p *nsProc) wait(t *testing.T, timeout time.Duration) int {
-	t.Helper()
-	select {
-	case <-p.done:
-		return p.cmd.ProcessState.ExitCode()
-	case <-time.After(timeout):
-		t.Fatalf("the child did not exit within %s; output:\n%s", timeout, p.out.String())
-		return -1
-	}
+	return testutil.StartCmd(t, cmd)
 }
 
 // netnsEnv is a daemon and an echo worker in the daemon namespace of a
@@ -106,9 +52,9 @@ func startNetnsEnv(t *testing.T) *netnsEnv {
 	socket := testutil.SocketPath(t)
 	e := &netnsEnv{env: &env{t: t, dir: filepath.Dir(socket), socket: socket, port: netnsPort}, n: n}
 	e.cfg = writeConfig(t, e.dir, socket, fmt.Sprintf("listen_addresses: [%q]", n.DaemonAddr()))
-	startInNetns(t, n, n.Daemon(), "serve", "--config", e.cfg).waitOutput(t, "portshare daemon serving", 10*time.Second)
+	startInNetns(t, n, n.Daemon(), "serve", "--config", e.cfg).WaitOutput(t, "portshare daemon serving", 10*time.Second)
 	startInNetns(t, n, n.Daemon(), "worker", "--control-socket", socket, "--name", "orders", "--mode", "echo",
-		"--route", e.route("net.tcp://+:%d/orders/")).waitOutput(t, "worker registered", 10*time.Second)
+		"--route", e.route("net.tcp://+:%d/orders/")).WaitOutput(t, "worker registered", 10*time.Second)
 	e.target = fmt.Sprintf("net.tcp://%s:%d/orders/", n.DaemonAddr(), netnsPort)
 	return e
 }
@@ -119,7 +65,7 @@ func (e *netnsEnv) load(t *testing.T) *loadgen.Result {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "result.json")
 	p := startInNetns(t, e.n, e.n.Client(), "load", "--target", e.target, "--rate", "50", "--duration", "2s", "--json", path)
-	require.Equal(t, 0, p.wait(t, 10*time.Second), p.out.String())
+	require.Equal(t, 0, p.Wait(10*time.Second), p.Output())
 	_, res := readResultFile(t, path)
 	onlyOutcome(t, res, loadgen.OK, 100)
 	require.Contains(t, res.Phases, loadgen.PhaseHandshake)

@@ -1,10 +1,9 @@
 package main
 
 import (
-	"bytes"
+	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 
 	"github.com/spf13/cobra"
@@ -59,38 +58,16 @@ nothing else to open: no network, no scripts or fonts from elsewhere.
 	return cmd
 }
 
-// writeReport renders s to path (stdout for "-") through a temporary
-// file beside it, renamed into place, so a reader never opens half a
-// report and two writers (tune --cell runs sharing a directory) never
-// mix theirs. It returns the report's size; on error nothing is left.
+// writeReport renders s to path, or to stdout for "-" (writeOutput: a
+// reader never opens half a report, and on error nothing is left). It
+// returns the report's size.
 func writeReport(s *reports.Sweep, path string, stdout io.Writer) (int, error) {
-	var buf bytes.Buffer
-	if err := page.Write(&buf, s); err != nil {
-		return 0, err
+	n, err := writeOutput(path, stdout, func(w io.Writer) error { return page.Write(w, s) })
+	var ce createError
+	if errors.As(err, &ce) {
+		return 0, usagef("cannot write the report: %v", ce.error)
 	}
-	if path == "-" {
-		_, err := stdout.Write(buf.Bytes())
-		return buf.Len(), err
-	}
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return 0, usageError{fmt.Errorf("cannot write the report: %v", err)}
-	}
-	_, err = f.Write(buf.Bytes())
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(f.Name(), 0o644)
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-		return 0, err
-	}
-	return buf.Len(), nil
+	return n, err
 }
 
 func size(n int) string {

@@ -83,8 +83,8 @@ func printStatus(w io.Writer, st *daemon.Status) {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "\ncounters:")
 	for _, name := range slices.Sorted(maps.Keys(st.Counters)) {
-		if name == "connection_outcomes_total" || name == "listen_queue" || name == "listen_backlog" {
-			continue // the ledger line and the listening table above
+		if name == "connection_outcomes_total" {
+			continue // the ledger line above
 		}
 		fmt.Fprintf(w, "  %-32s", name)
 		switch v := st.Counters[name].(type) {

@@ -33,7 +33,7 @@ workers:
   - {name: orders, route: "net.tcp://+:{port}/orders/", count: 2, faults: ["slow-accept:delay=5ms"]}
 load:
   - {target: "net.tcp://{host}:{port}/orders/", rate: 20, duration: 1s, client_faults: [{spec: silent, ratio: 0.1}]}
-faults: ["pause:at=300ms,for=100ms"]
+faults: ["pause:at=300ms,for=700ms"]
 drain: 5s
 assert:
   - {where: {dispatch_failure_policy: reclaim}, expect: ["leaked_handles == 0", "error_rate <= 0.2"]}
@@ -43,7 +43,7 @@ assert:
 // tuneEnv lets the tune command, run in this process, start the test
 // binary as its portshare children.
 func tuneEnv(t *testing.T) string {
-	t.Setenv("PORTSHARE_TEST_CHILD", "1")
+	t.Setenv(testutil.ChildEnv, "1")
 	dir := t.TempDir()
 	path := filepath.Join(dir, "tiny.yaml")
 	require.NoError(t, os.WriteFile(path, []byte(tinyScenario), 0o644))
@@ -84,6 +84,15 @@ func TestTuneTinySweepEndToEnd(t *testing.T) {
 		assert.True(t, r.FDs.Checked)
 		assert.LessOrEqual(t, r.FDs.After, r.FDs.Allowed)
 		assert.NotEmpty(t, r.Samples, "the daemon was sampled")
+		// While paused it cannot answer; the kernel's queue, read from
+		// /proc, holds what arrived meanwhile (20/s for 700 ms).
+		queuedWhilePaused := 0
+		for _, s := range r.Samples {
+			if s.Unanswered {
+				queuedWhilePaused = max(queuedWhilePaused, s.ListenQueue)
+			}
+		}
+		assert.Positive(t, queuedWhilePaused, "cell %d: a paused daemon's listen queue was sampled: %+v", i, r.Samples)
 		names := map[string]int{}
 		for _, e := range r.Events {
 			names[e.Name]++

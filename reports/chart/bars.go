@@ -37,7 +37,7 @@ type Bars struct {
 // saying "no data"; a bar whose values are all zero or invalid is an empty
 // row.
 func (b Bars) SVG() template.HTML {
-	w := cmp.Or(max(b.Width, 0), defaultW)
+	w := width(b.Width)
 	if len(b.Bars) == 0 {
 		return noData("bars", w, 80, b.Title)
 	}
@@ -74,7 +74,7 @@ func (b Bars) SVG() template.HTML {
 
 	left := labelColumn(labels, w, 0.35)
 	pw := float64(w) - left - float64(min(maxRunes(values), 12))*charW - 12
-	top := pick(b.Title != "", titleH+4.0, 8)
+	top := plotTop(b.Title)
 	xy, rows := layoutKeys(keys, float64(w)-8)
 	ky := top + 6
 	top += float64(rows) * keyH

@@ -14,6 +14,7 @@
 package chart
 
 import (
+	"cmp"
 	"fmt"
 	"html"
 	"html/template"
@@ -80,6 +81,19 @@ func begin(kind string, w, h int, title string) *svg {
 }
 
 func (s *svg) end() template.HTML { return template.HTML(s.String() + "</svg>") }
+
+// width is a chart's width: w, or the default for 0 or less.
+func width(w int) int { return cmp.Or(max(w, 0), defaultW) }
+
+// plotTop is where the plot of a chart with rows (Bars, Timeline) starts:
+// below the title if there is one.
+func plotTop(title string) float64 { return pick(title != "", titleH+4.0, 8) }
+
+// yLabel draws an axis label rotated up the left edge, centred on mid
+// (a y coordinate) and clipped to length pixels.
+func (s *svg) yLabel(label string, mid, length float64) {
+	s.f(`<text class="axis-label" transform="rotate(-90)" x="%s" y="12" text-anchor="middle">%s</text>`, n(-mid), clip(label, int(length/charW)))
+}
 
 // noData is the frame every chart falls back to, so a report's layout does
 // not shift when a run produced nothing to plot.
@@ -160,12 +174,12 @@ func compact(v float64) string {
 			v, unit = v/1000, u
 		}
 	}
-	a := math.Abs(v)
-	s := strconv.FormatFloat(v, 'f', pick(a >= 99.95, 0, pick(a >= 9.995, 1, 2)), 64)
-	if strings.Contains(s, ".") {
-		s = strings.TrimRight(strings.TrimRight(s, "0"), ".")
+	// Three significant digits without trailing zeros ('g' drops them),
+	// and no exponent past the last unit.
+	if math.Abs(v) >= 999.5 {
+		return strconv.FormatFloat(v, 'f', 0, 64) + unit
 	}
-	return s + unit
+	return strconv.FormatFloat(v, 'g', 3, 64) + unit
 }
 
 // axis maps data values to a fraction of the plot. Drawn units are the value

@@ -89,7 +89,7 @@ func (h Heatmap) SVG() template.HTML {
 		s.f(`<text class="axis-label" x="%s" y="%s" text-anchor="middle">%s</text>`, n(left+float64(nc)*cw/2), n(top-22), clip(h.XLabel, int(float64(nc)*cw/charW)))
 	}
 	if h.YLabel != "" {
-		s.f(`<text class="axis-label" transform="rotate(-90)" x="%s" y="12" text-anchor="middle">%s</text>`, n(-(top + float64(nr)*ch/2)), clip(h.YLabel, int(float64(nr)*ch/charW)))
+		s.yLabel(h.YLabel, top+float64(nr)*ch/2, float64(nr)*ch)
 	}
 	s.f(`<g class="axis" text-anchor="middle">`)
 	for c, l := range h.Columns {

@@ -52,7 +52,7 @@ type Line struct {
 // Without a single finite point it renders a frame saying "no data"; it
 // never panics on NaN, Inf, empty or mismatched input.
 func (c Line) SVG() template.HTML {
-	w, h := cmp.Or(max(c.Width, 0), defaultW), cmp.Or(max(c.Height, 0), defaultH)
+	w, h := width(c.Width), cmp.Or(max(c.Height, 0), defaultH)
 	var xs, ys []float64
 	for _, sr := range c.Series {
 		for i := range min(len(sr.X), len(sr.Y)) {
@@ -103,7 +103,7 @@ func (c Line) SVG() template.HTML {
 	c.bands(s, &xa, left, top, pw, ph)
 	frame(s, &xa, &ya, nil, 0, left, top, pw, bot, c.XLabel)
 	if c.YLabel != "" {
-		s.f(`<text class="axis-label" transform="rotate(-90)" x="%s" y="12" text-anchor="middle">%s</text>`, n(-(top + ph/2)), clip(c.YLabel, int(ph/charW)))
+		s.yLabel(c.YLabel, top+ph/2, ph)
 	}
 	s.f(`<g fill="none" stroke-width="1.5" stroke-linejoin="round" stroke-linecap="round">`)
 	for i, sr := range c.Series {

@@ -41,7 +41,7 @@ type Timeline struct {
 // SVG renders the chart. Without rows, or with no finite time in them and no
 // XMin/XMax, it renders a frame saying "no data".
 func (t Timeline) SVG() template.HTML {
-	w := cmp.Or(max(t.Width, 0), defaultW)
+	w := width(t.Width)
 	var xs []float64
 	for _, r := range t.Rows {
 		for _, sp := range r.Spans {
@@ -71,7 +71,7 @@ func (t Timeline) SVG() template.HTML {
 	}
 	left := labelColumn(labels, w, 0.3)
 	pw := float64(w) - left - 16
-	top := pick(t.Title != "", titleH+4.0, 8)
+	top := plotTop(t.Title)
 	const rowH, spanH = 22.0, 14.0
 	bot := top + float64(len(t.Rows))*rowH
 

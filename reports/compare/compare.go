@@ -45,7 +45,6 @@ import (
 
 	"github.com/portshare/portshare/reports"
 	"github.com/portshare/portshare/scenarios"
-	"github.com/portshare/portshare/scenarios/results"
 )
 
 // Alpha is the significance level of the Mann–Whitney U test.
@@ -251,20 +250,20 @@ func Compare(base, latest *reports.Sweep, opt Options) (*Result, error) {
 
 	for _, bc := range base.Cells {
 		nc := latest.Cell(bc.Label)
-		if !started(bc) {
+		if bc.Started() == 0 {
 			continue // the new sweep's cell, if it ran, is listed below
 		}
 		cr := &CellResult{Label: bc.Label, Base: bc, New: nc}
-		if nc == nil || !started(nc) {
+		if nc == nil || nc.Started() == 0 {
 			cr.Status = NotRun
 			if nc != nil {
-				cr.Errors = runErrors(nc)
+				cr.Errors = nc.RunErrors()
 			}
 			r.Cells = append(r.Cells, cr)
 			continue
 		}
 		cr.Status = Compared
-		cr.BaseErrors = len(runErrors(bc))
+		cr.BaseErrors = len(bc.Runs) - bc.Started()
 		for _, mt := range r.Tolerances {
 			cr.Metrics = append(cr.Metrics, decide(mt, bc.Metric(mt.Metric), nc.Metric(mt.Metric)))
 		}
@@ -280,7 +279,7 @@ func Compare(base, latest *reports.Sweep, opt Options) (*Result, error) {
 			cr.Base = nil
 		}
 		if cr.Base != nil {
-			cr.BaseErrors = len(runErrors(cr.Base))
+			cr.BaseErrors = len(cr.Base.Runs) - cr.Base.Started()
 		}
 		cr.finish()
 		r.Cells = append(r.Cells, cr)
@@ -288,24 +287,9 @@ func Compare(base, latest *reports.Sweep, opt Options) (*Result, error) {
 	return r, nil
 }
 
-// started reports whether a cell has a run that started.
-func started(c *reports.Cell) bool {
-	return slices.ContainsFunc(c.Runs, func(r *results.Run) bool { return r.Error == "" })
-}
-
-func runErrors(c *reports.Cell) []string {
-	var out []string
-	for _, r := range c.Runs {
-		if r.Error != "" {
-			out = append(out, fmt.Sprintf("rep %d could not start: %s", r.Repetition, r.Error))
-		}
-	}
-	return out
-}
-
 // finish gathers the new runs' expectations, errors and time.
 func (cr *CellResult) finish() {
-	cr.Errors = runErrors(cr.New)
+	cr.Errors = cr.New.RunErrors()
 	for _, r := range cr.New.Runs {
 		if !r.Started.IsZero() && r.Finished.After(r.Started) {
 			cr.Time += r.Finished.Sub(r.Started)
@@ -317,12 +301,8 @@ func (cr *CellResult) finish() {
 	}
 	for _, ch := range cr.New.Checks() {
 		c := CheckResult{CheckResult: ch}
-		for _, run := range cr.New.Runs {
-			for _, rc := range run.Checks {
-				if rc.Where == ch.Where && rc.Expect == ch.Expect && !rc.Pass {
-					c.Failures = append(c.Failures, fmt.Sprintf("rep %d: %s", run.Repetition, num(rc.Value)))
-				}
-			}
+		for _, f := range ch.FailedIn {
+			c.Failures = append(c.Failures, fmt.Sprintf("rep %d: %s", f.Repetition, value("", f.Value)))
 		}
 		if i := slices.IndexFunc(baseChecks, func(b reports.CheckResult) bool { return b.Where == ch.Where && b.Expect == ch.Expect }); i >= 0 {
 			c.InBase = true
@@ -534,11 +514,8 @@ func (r *Result) Summary() string {
 	c := r.Counts()
 	var parts []string
 	add := func(n int, one, many string) {
-		switch {
-		case n == 1:
-			parts = append(parts, "1 "+one)
-		case n > 1:
-			parts = append(parts, fmt.Sprintf("%d %s", n, many))
+		if n > 0 {
+			parts = append(parts, reports.Plural(n, one, many))
 		}
 	}
 	add(c.Regressions, "regression", "regressions")
@@ -549,25 +526,18 @@ func (r *Result) Summary() string {
 	if s == "" {
 		s = "no regression"
 	}
-	s += " in " + plural(c.Cells, "cell", "cells")
+	s += " in " + reports.Plural(c.Cells, "cell", "cells")
 	parts = nil
 	add(c.Improvements, "improvement", "improvements")
 	add(c.ChecksAsInBase, "expectation failing as in the baseline", "expectations failing as in the baseline")
 	add(c.RunErrorsAsInBase, "run that could not start, as in the baseline", "runs that could not start, as in the baseline")
 	if c.NotCompared > 0 {
-		parts = append(parts, plural(c.NotCompared, "new cell", "new cells")+" not compared")
+		parts = append(parts, reports.Plural(c.NotCompared, "new cell", "new cells")+" not compared")
 	}
 	if len(parts) > 0 {
 		s += " (" + strings.Join(parts, ", ") + ")"
 	}
 	return s
-}
-
-func plural(n int, one, many string) string {
-	if n == 1 {
-		return "1 " + one
-	}
-	return fmt.Sprintf("%d %s", n, many)
 }
 
 // Load reads both results directories (reports.Load) and compares them.

@@ -2,7 +2,6 @@ package compare
 
 import (
 	"bytes"
-	"encoding/xml"
 	"fmt"
 	"math"
 	"regexp"
@@ -17,14 +16,6 @@ import (
 	"github.com/portshare/portshare/scenarios"
 )
 
-// The cells of the ci-regression fixture.
-const (
-	compat1s  = "dispatch_failure_policy=compat dispatch_timeout=1s"
-	compat3s  = "dispatch_failure_policy=compat dispatch_timeout=3s"
-	reclaim1s = "dispatch_failure_policy=reclaim dispatch_timeout=1s"
-	reclaim3s = "dispatch_failure_policy=reclaim dispatch_timeout=3s"
-)
-
 var fixture = comparetest.Fixture("../..")
 
 // compareDirs compares two directories and fails the test on an error.
@@ -33,24 +24,6 @@ func compareDirs(t *testing.T, base, latest string, opt Options) *Result {
 	r, err := Load(base, latest, opt)
 	require.NoError(t, err)
 	return r
-}
-
-// doctored writes a copy of the fixture with reps repetitions per cell,
-// changed by edit.
-func doctored(t *testing.T, reps int, edit func(s *comparetest.Sweep)) string {
-	t.Helper()
-	s := comparetest.Read(t, fixture, reps)
-	if edit != nil {
-		edit(s)
-	}
-	return s.Write(t)
-}
-
-func setMetric(t *testing.T, s *comparetest.Sweep, label, metric string, f func(float64) float64) {
-	t.Helper()
-	for _, r := range s.Cell(t, label) {
-		r.Metrics[metric] = f(r.Metrics[metric])
-	}
 }
 
 func cell(t *testing.T, r *Result, label string) *CellResult {
@@ -118,7 +91,7 @@ func TestIdenticalSweepsPass(t *testing.T) {
 	}
 	assert.Equal(t, []string{"error_rate", "throughput", "p99_ms", "leaked_handles", "dispatch_timeout", "dispatch_error", "evictions", "ledger_violations", "fd_violations", "findings"}, metricNames(r.Tolerances))
 	// The same sweep copied is the same sweep.
-	r = compareDirs(t, fixture, doctored(t, 1, nil), Options{})
+	r = compareDirs(t, fixture, comparetest.Doctored(t, fixture, 1, nil), Options{})
 	assert.False(t, r.Failed(), "%v", failures(r))
 }
 
@@ -140,26 +113,26 @@ func TestRegressions(t *testing.T) {
 		fails  []string
 	}{
 		{"a leak where there was none", func(t *testing.T, s *comparetest.Sweep) {
-			setMetric(t, s, compat3s, "leaked_handles", func(float64) float64 { return 1 })
-		}, compat3s, "leaked_handles", "worst +1", []string{compat3s + ": leaked_handles", compat3s + ": expect leaked_handles == 0"}},
+			s.SetMetric(t, comparetest.Compat3s, "leaked_handles", func(float64) float64 { return 1 })
+		}, comparetest.Compat3s, "leaked_handles", "worst +1", []string{comparetest.Compat3s + ": leaked_handles", comparetest.Compat3s + ": expect leaked_handles == 0"}},
 		{"p99 three times", func(t *testing.T, s *comparetest.Sweep) {
-			setMetric(t, s, compat3s, "p99_ms", func(v float64) float64 { return 3 * v })
-		}, compat3s, "p99_ms", "x3.00", []string{compat3s + ": p99_ms"}},
+			s.SetMetric(t, comparetest.Compat3s, "p99_ms", func(v float64) float64 { return 3 * v })
+		}, comparetest.Compat3s, "p99_ms", "x3.00", []string{comparetest.Compat3s + ": p99_ms"}},
 		{"error rate up 0.2", func(t *testing.T, s *comparetest.Sweep) {
-			setMetric(t, s, compat3s, "error_rate", func(v float64) float64 { return v + 0.2 })
-		}, compat3s, "error_rate", "+0.2", []string{compat3s + ": error_rate", compat3s + ": expect error_rate < 0.05"}},
+			s.SetMetric(t, comparetest.Compat3s, "error_rate", func(v float64) float64 { return v + 0.2 })
+		}, comparetest.Compat3s, "error_rate", "+0.2", []string{comparetest.Compat3s + ": error_rate", comparetest.Compat3s + ": expect error_rate < 0.05"}},
 		{"throughput halved", func(t *testing.T, s *comparetest.Sweep) {
-			setMetric(t, s, reclaim3s, "throughput", func(v float64) float64 { return v / 2 })
-		}, reclaim3s, "throughput", "x0.50", []string{reclaim3s + ": throughput"}},
+			s.SetMetric(t, comparetest.Reclaim3s, "throughput", func(v float64) float64 { return v / 2 })
+		}, comparetest.Reclaim3s, "throughput", "x0.50", []string{comparetest.Reclaim3s + ": throughput"}},
 		{"evictions where they are expected, past x1.5+2", func(t *testing.T, s *comparetest.Sweep) {
-			setMetric(t, s, compat1s, "evictions", func(v float64) float64 { return v + 4 })
-		}, compat1s, "evictions", "+4", []string{compat1s + ": evictions"}},
+			s.SetMetric(t, comparetest.Compat1s, "evictions", func(v float64) float64 { return v + 4 })
+		}, comparetest.Compat1s, "evictions", "+4", []string{comparetest.Compat1s + ": evictions"}},
 		{"leaks where it leaks on purpose, past x1.5+2", func(t *testing.T, s *comparetest.Sweep) {
-			setMetric(t, s, reclaim1s, "leaked_handles", func(float64) float64 { return 7 })
-		}, reclaim1s, "leaked_handles", "+4", []string{reclaim1s + ": leaked_handles"}},
+			s.SetMetric(t, comparetest.Reclaim1s, "leaked_handles", func(float64) float64 { return 7 })
+		}, comparetest.Reclaim1s, "leaked_handles", "+4", []string{comparetest.Reclaim1s + ": leaked_handles"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			latest := doctored(t, 1, func(s *comparetest.Sweep) { tc.edit(t, s) })
+			latest := comparetest.Doctored(t, fixture, 1, func(s *comparetest.Sweep) { tc.edit(t, s) })
 			r := compareDirs(t, fixture, latest, Options{})
 			assert.True(t, r.Failed())
 			m := metric(t, cell(t, r, tc.cell), tc.metric)
@@ -173,12 +146,12 @@ func TestRegressions(t *testing.T) {
 }
 
 func TestRegressionDetails(t *testing.T) {
-	latest := doctored(t, 1, func(s *comparetest.Sweep) {
-		setMetric(t, s, compat3s, "leaked_handles", func(float64) float64 { return 1 })
-		setMetric(t, s, compat3s, "p99_ms", func(v float64) float64 { return 3 * v })
+	latest := comparetest.Doctored(t, fixture, 1, func(s *comparetest.Sweep) {
+		s.SetMetric(t, comparetest.Compat3s, "leaked_handles", func(float64) float64 { return 1 })
+		s.SetMetric(t, comparetest.Compat3s, "p99_ms", func(v float64) float64 { return 3 * v })
 	})
 	r := compareDirs(t, fixture, latest, Options{})
-	c := cell(t, r, compat3s)
+	c := cell(t, r, comparetest.Compat3s)
 	leak := metric(t, c, "leaked_handles")
 	assert.Equal(t, 0.0, leak.BaseWorst)
 	assert.Equal(t, 1.0, leak.NewWorst)
@@ -197,18 +170,18 @@ func TestRegressionDetails(t *testing.T) {
 }
 
 func TestImprovementPasses(t *testing.T) {
-	latest := doctored(t, 1, func(s *comparetest.Sweep) {
-		setMetric(t, s, compat3s, "p99_ms", func(float64) float64 { return 500 })
-		setMetric(t, s, compat3s, "throughput", func(v float64) float64 { return 2 * v })
-		setMetric(t, s, reclaim1s, "leaked_handles", func(float64) float64 { return 0 })
-		setMetric(t, s, reclaim1s, "p99_ms", func(v float64) float64 { return v * 1.5 }) // worse, inside x2+20
+	latest := comparetest.Doctored(t, fixture, 1, func(s *comparetest.Sweep) {
+		s.SetMetric(t, comparetest.Compat3s, "p99_ms", func(float64) float64 { return 500 })
+		s.SetMetric(t, comparetest.Compat3s, "throughput", func(v float64) float64 { return 2 * v })
+		s.SetMetric(t, comparetest.Reclaim1s, "leaked_handles", func(float64) float64 { return 0 })
+		s.SetMetric(t, comparetest.Reclaim1s, "p99_ms", func(v float64) float64 { return v * 1.5 }) // worse, inside x2+20
 	})
 	r := compareDirs(t, fixture, latest, Options{})
 	assert.False(t, r.Failed(), "%v", failures(r))
-	assert.Equal(t, Improved, metric(t, cell(t, r, compat3s), "p99_ms").Verdict)
-	assert.Equal(t, Improved, metric(t, cell(t, r, compat3s), "throughput").Verdict)
-	assert.Equal(t, Improved, metric(t, cell(t, r, reclaim1s), "leaked_handles").Verdict)
-	assert.Equal(t, Same, metric(t, cell(t, r, reclaim1s), "p99_ms").Verdict)
+	assert.Equal(t, Improved, metric(t, cell(t, r, comparetest.Compat3s), "p99_ms").Verdict)
+	assert.Equal(t, Improved, metric(t, cell(t, r, comparetest.Compat3s), "throughput").Verdict)
+	assert.Equal(t, Improved, metric(t, cell(t, r, comparetest.Reclaim1s), "leaked_handles").Verdict)
+	assert.Equal(t, Same, metric(t, cell(t, r, comparetest.Reclaim1s), "p99_ms").Verdict)
 	assert.Equal(t, "no regression in 4 cells (3 improvements)", r.Summary())
 	var buf bytes.Buffer
 	require.NoError(t, r.WriteText(&buf))
@@ -216,27 +189,27 @@ func TestImprovementPasses(t *testing.T) {
 }
 
 func TestMissingCellFails(t *testing.T) {
-	latest := doctored(t, 1, func(s *comparetest.Sweep) { s.Drop(reclaim1s) })
+	latest := comparetest.Doctored(t, fixture, 1, func(s *comparetest.Sweep) { s.Drop(comparetest.Reclaim1s) })
 	r := compareDirs(t, fixture, latest, Options{})
 	assert.True(t, r.Failed())
-	assert.Equal(t, NotRun, cell(t, r, reclaim1s).Status)
+	assert.Equal(t, NotRun, cell(t, r, comparetest.Reclaim1s).Status)
 	assert.Equal(t, "1 cell not run in 4 cells", r.Summary())
-	assert.Equal(t, []string{reclaim1s + ": cell ran"}, failures(r))
+	assert.Equal(t, []string{comparetest.Reclaim1s + ": cell ran"}, failures(r))
 
 	// A cell whose every run could not start did not run either.
-	latest = doctored(t, 1, func(s *comparetest.Sweep) {
-		for _, run := range s.Cell(t, reclaim1s) {
+	latest = comparetest.Doctored(t, fixture, 1, func(s *comparetest.Sweep) {
+		for _, run := range s.Cell(t, comparetest.Reclaim1s) {
 			run.Error = "could not start the daemon"
 		}
 	})
 	r = compareDirs(t, fixture, latest, Options{})
 	assert.True(t, r.Failed())
-	assert.Equal(t, NotRun, cell(t, r, reclaim1s).Status)
+	assert.Equal(t, NotRun, cell(t, r, comparetest.Reclaim1s).Status)
 	assert.Equal(t, "1 cell not run in 4 cells", r.Summary(), "its runs that could not start are why: counted once")
-	assert.Equal(t, []string{reclaim1s + ": cell ran"}, failures(r))
+	assert.Equal(t, []string{comparetest.Reclaim1s + ": cell ran"}, failures(r))
 
 	// No cell started: each counts once.
-	latest = doctored(t, 1, func(s *comparetest.Sweep) {
+	latest = comparetest.Doctored(t, fixture, 1, func(s *comparetest.Sweep) {
 		for _, run := range s.Runs {
 			run.Error = "could not start the daemon"
 		}
@@ -248,58 +221,58 @@ func TestMissingCellFails(t *testing.T) {
 	assert.Equal(t, Counts{NotRun: 4, Cells: 4}, r.Counts())
 
 	// One repetition of two that could not start fails the cell, too.
-	latest = doctored(t, 2, func(s *comparetest.Sweep) { s.Cell(t, reclaim1s)[1].Error = "no daemon" })
-	r = compareDirs(t, doctored(t, 2, nil), latest, Options{})
+	latest = comparetest.Doctored(t, fixture, 2, func(s *comparetest.Sweep) { s.Cell(t, comparetest.Reclaim1s)[1].Error = "no daemon" })
+	r = compareDirs(t, comparetest.Doctored(t, fixture, 2, nil), latest, Options{})
 	assert.True(t, r.Failed())
-	c := cell(t, r, reclaim1s)
+	c := cell(t, r, comparetest.Reclaim1s)
 	assert.Equal(t, Compared, c.Status)
 	assert.Equal(t, []string{"rep 2 could not start: no daemon"}, c.Errors)
-	assert.Equal(t, []string{reclaim1s + ": repetition started"}, failures(r))
+	assert.Equal(t, []string{comparetest.Reclaim1s + ": repetition started"}, failures(r))
 }
 
 func TestCellOnlyInNewIsNotCompared(t *testing.T) {
-	base := doctored(t, 1, func(s *comparetest.Sweep) { s.Drop(compat1s) })
+	base := comparetest.Doctored(t, fixture, 1, func(s *comparetest.Sweep) { s.Drop(comparetest.Compat1s) })
 	r := compareDirs(t, base, fixture, Options{})
 	assert.False(t, r.Failed())
-	c := cell(t, r, compat1s)
+	c := cell(t, r, comparetest.Compat1s)
 	assert.Equal(t, OnlyInNew, c.Status)
 	assert.Empty(t, c.Metrics)
 	assert.Len(t, c.Checks, 5, "its expectations still count")
 	assert.Equal(t, "no regression in 3 cells (1 new cell not compared)", r.Summary())
-	assert.Equal(t, compat1s, r.Cells[3].Label, "after the baseline's cells")
+	assert.Equal(t, comparetest.Compat1s, r.Cells[3].Label, "after the baseline's cells")
 
 	// A new cell that fails an expectation fails the comparison.
-	latest := doctored(t, 1, func(s *comparetest.Sweep) {
-		setMetric(t, s, compat1s, "evictions", func(float64) float64 { return 0 })
+	latest := comparetest.Doctored(t, fixture, 1, func(s *comparetest.Sweep) {
+		s.SetMetric(t, comparetest.Compat1s, "evictions", func(float64) float64 { return 0 })
 	})
 	r = compareDirs(t, base, latest, Options{})
 	assert.True(t, r.Failed())
-	assert.Equal(t, []string{compat1s + ": expect evictions > 0"}, failures(r))
+	assert.Equal(t, []string{comparetest.Compat1s + ": expect evictions > 0"}, failures(r))
 }
 
 func TestFailedExpectation(t *testing.T) {
 	noTimeouts := func(s *comparetest.Sweep) {
-		setMetric(t, s, reclaim3s, "receive_timeout", func(float64) float64 { return 0 })
+		s.SetMetric(t, comparetest.Reclaim3s, "receive_timeout", func(float64) float64 { return 0 })
 	}
-	r := compareDirs(t, fixture, doctored(t, 1, noTimeouts), Options{})
+	r := compareDirs(t, fixture, comparetest.Doctored(t, fixture, 1, noTimeouts), Options{})
 	assert.True(t, r.Failed())
 	assert.Equal(t, "1 failed expectation in 4 cells", r.Summary())
-	ch := check(t, cell(t, r, reclaim3s), "receive_timeout >= 1")
+	ch := check(t, cell(t, r, comparetest.Reclaim3s), "receive_timeout >= 1")
 	assert.False(t, ch.BaseFailed)
 	rows := r.Rows()
-	i := indexRow(rows, reclaim3s, "expect receive_timeout >= 1")
+	i := indexRow(rows, comparetest.Reclaim3s, "expect receive_timeout >= 1")
 	assert.Equal(t, "FAIL", rows[i].Verdict)
 
 	// Failed in both, as often: a warning, not a failure.
-	both := doctored(t, 1, noTimeouts)
+	both := comparetest.Doctored(t, fixture, 1, noTimeouts)
 	r = compareDirs(t, both, both, Options{})
 	assert.False(t, r.Failed(), "%v", failures(r))
-	ch = check(t, cell(t, r, reclaim3s), "receive_timeout >= 1")
+	ch = check(t, cell(t, r, comparetest.Reclaim3s), "receive_timeout >= 1")
 	assert.True(t, ch.BaseFailed)
 	assert.True(t, ch.AsInBase())
 	assert.False(t, ch.Fails())
 	rows = r.Rows()
-	i = indexRow(rows, reclaim3s, "expect receive_timeout >= 1")
+	i = indexRow(rows, comparetest.Reclaim3s, "expect receive_timeout >= 1")
 	assert.Equal(t, "warning (as in baseline)", rows[i].Verdict)
 	assert.False(t, rows[i].Fail)
 	assert.True(t, rows[i].Warn)
@@ -314,11 +287,11 @@ func TestExpectationFailedInTheBaseline(t *testing.T) {
 	failIn := func(reps ...int) func(s *comparetest.Sweep) {
 		return func(s *comparetest.Sweep) {
 			for _, rep := range reps {
-				s.Cell(t, reclaim3s)[rep-1].Metrics["receive_timeout"] = 0
+				s.Cell(t, comparetest.Reclaim3s)[rep-1].Metrics["receive_timeout"] = 0
 			}
 		}
 	}
-	base := doctored(t, 5, failIn(3))
+	base := comparetest.Doctored(t, fixture, 5, failIn(3))
 	for _, tc := range []struct {
 		name    string
 		latest  string
@@ -326,16 +299,16 @@ func TestExpectationFailedInTheBaseline(t *testing.T) {
 		verdict string
 		detail  string
 	}{
-		{"as often", doctored(t, 5, failIn(5)), false, "warning (as in baseline)", "fails as in the baseline: 1/5 vs 1/5 (rep 5: 0)"},
-		{"less often", doctored(t, 10, failIn(7)), false, "warning (as in baseline)", "fails as in the baseline: 1/10 vs 1/5 (rep 7: 0)"},
-		{"more often", doctored(t, 5, failIn(2, 4)), true, "FAIL (more often than baseline)", "2 of 5 repetitions failed receive_timeout >= 1 (rep 2: 0, rep 4: 0); the baseline failed it less often, in 1 of 5"},
-		{"a larger share of fewer runs", doctored(t, 2, failIn(1)), true, "FAIL (more often than baseline)", "1 of 2 repetitions failed receive_timeout >= 1 (rep 1: 0); the baseline failed it less often, in 1 of 5"},
+		{"as often", comparetest.Doctored(t, fixture, 5, failIn(5)), false, "warning (as in baseline)", "fails as in the baseline: 1/5 vs 1/5 (rep 5: 0)"},
+		{"less often", comparetest.Doctored(t, fixture, 10, failIn(7)), false, "warning (as in baseline)", "fails as in the baseline: 1/10 vs 1/5 (rep 7: 0)"},
+		{"more often", comparetest.Doctored(t, fixture, 5, failIn(2, 4)), true, "FAIL (more often than baseline)", "2 of 5 repetitions failed receive_timeout >= 1 (rep 2: 0, rep 4: 0); the baseline failed it less often, in 1 of 5"},
+		{"a larger share of fewer runs", comparetest.Doctored(t, fixture, 2, failIn(1)), true, "FAIL (more often than baseline)", "1 of 2 repetitions failed receive_timeout >= 1 (rep 1: 0); the baseline failed it less often, in 1 of 5"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := compareDirs(t, base, tc.latest, Options{})
 			assert.Equal(t, tc.fails, r.Failed(), "%v", failures(r))
 			rows := r.Rows()
-			i := indexRow(rows, reclaim3s, "expect receive_timeout >= 1")
+			i := indexRow(rows, comparetest.Reclaim3s, "expect receive_timeout >= 1")
 			require.GreaterOrEqual(t, i, 0)
 			assert.Equal(t, tc.verdict, rows[i].Verdict)
 			assert.Equal(t, tc.detail, rows[i].Detail)
@@ -348,7 +321,7 @@ func TestExpectationFailedInTheBaseline(t *testing.T) {
 			if tc.fails {
 				prefix = "FAIL "
 			}
-			assert.Contains(t, buf.String(), "\n"+prefix+reclaim3s+": expect receive_timeout >= 1: "+tc.detail+"\n")
+			assert.Contains(t, buf.String(), "\n"+prefix+comparetest.Reclaim3s+": expect receive_timeout >= 1: "+tc.detail+"\n")
 		})
 	}
 }
@@ -357,10 +330,10 @@ func TestExpectationFailedInTheBaseline(t *testing.T) {
 // expectation some repetition failed, a repetition that could not start,
 // a cell none of whose repetitions started.
 func TestSweepComparedWithItselfPasses(t *testing.T) {
-	multi := doctored(t, 5, func(s *comparetest.Sweep) {
-		s.Cell(t, reclaim3s)[2].Metrics["receive_timeout"] = 0 // fails receive_timeout >= 1
-		s.Cell(t, compat3s)[1].Metrics["p99_ms"] *= 3          // a slow repetition
-		s.Cell(t, reclaim1s)[3].Error = "could not start the daemon"
+	multi := comparetest.Doctored(t, fixture, 5, func(s *comparetest.Sweep) {
+		s.Cell(t, comparetest.Reclaim3s)[2].Metrics["receive_timeout"] = 0 // fails receive_timeout >= 1
+		s.Cell(t, comparetest.Compat3s)[1].Metrics["p99_ms"] *= 3          // a slow repetition
+		s.Cell(t, comparetest.Reclaim1s)[3].Error = "could not start the daemon"
 	})
 	r := compareDirs(t, multi, multi, Options{})
 	assert.False(t, r.Failed(), "%v", failures(r))
@@ -372,8 +345,8 @@ func TestSweepComparedWithItselfPasses(t *testing.T) {
 		}
 	}
 	assert.Equal(t, []string{
-		reclaim1s + ": repetition started: rep 4 could not start: could not start the daemon; could not start as in the baseline: 1/5 vs 1/5",
-		reclaim3s + ": expect receive_timeout >= 1: fails as in the baseline: 1/5 vs 1/5 (rep 3: 0)",
+		comparetest.Reclaim1s + ": repetition started: rep 4 could not start: could not start the daemon; could not start as in the baseline: 1/5 vs 1/5",
+		comparetest.Reclaim3s + ": expect receive_timeout >= 1: fails as in the baseline: 1/5 vs 1/5 (rep 3: 0)",
 	}, warned)
 	for _, c := range r.Cells {
 		for _, m := range c.Metrics {
@@ -382,8 +355,8 @@ func TestSweepComparedWithItselfPasses(t *testing.T) {
 	}
 
 	// A cell none of whose repetitions started, in both.
-	dead := doctored(t, 1, func(s *comparetest.Sweep) {
-		for _, run := range s.Cell(t, compat1s) {
+	dead := comparetest.Doctored(t, fixture, 1, func(s *comparetest.Sweep) {
+		for _, run := range s.Cell(t, comparetest.Compat1s) {
 			run.Error = "could not start the daemon"
 		}
 	})
@@ -414,7 +387,7 @@ func indexRow(rows []Row, cell, item string) int {
 func TestSameExpectationTwice(t *testing.T) {
 	r := compareDirs(t, fixture, fixture, Options{})
 	var names []string
-	for _, ch := range cell(t, r, reclaim3s).Checks {
+	for _, ch := range cell(t, r, comparetest.Reclaim3s).Checks {
 		names = append(names, ch.Name())
 	}
 	assert.Contains(t, names, "expect evictions == 0 (where dispatch_failure_policy=reclaim)")
@@ -425,32 +398,32 @@ func TestSameExpectationTwice(t *testing.T) {
 
 func TestTolerancePrecedence(t *testing.T) {
 	p99x3 := func(s *comparetest.Sweep) {
-		setMetric(t, s, compat3s, "p99_ms", func(v float64) float64 { return 3 * v })
+		s.SetMetric(t, comparetest.Compat3s, "p99_ms", func(v float64) float64 { return 3 * v })
 	}
-	latest := doctored(t, 1, p99x3)
+	latest := comparetest.Doctored(t, fixture, 1, p99x3)
 
 	// A flag turns the gate off: shown, not gated.
 	off, err := scenarios.ParseTolerance("off")
 	require.NoError(t, err)
 	r := compareDirs(t, fixture, latest, Options{Tolerances: map[string]scenarios.Tolerance{"p99_ms": off}})
 	assert.False(t, r.Failed())
-	m := metric(t, cell(t, r, compat3s), "p99_ms")
+	m := metric(t, cell(t, r, comparetest.Compat3s), "p99_ms")
 	assert.Equal(t, NotGated, m.Verdict)
 	assert.Equal(t, FromFlag, m.Source)
 	assert.Equal(t, "+3.62s", change(m), "shown, as a difference: off has no ratio")
 	assert.Equal(t, "off", limit(m))
 
 	// The scenario's compare section loosens it, and adds a metric.
-	withSection := doctored(t, 1, func(s *comparetest.Sweep) {
+	withSection := comparetest.Doctored(t, fixture, 1, func(s *comparetest.Sweep) {
 		p99x3(s)
 		s.Manifest.ScenarioText += "compare:\n  p99_ms: x4\n  max_pending: +0\n"
 	})
 	r = compareDirs(t, fixture, withSection, Options{})
 	assert.False(t, r.Failed(), "%v", failures(r))
-	m = metric(t, cell(t, r, compat3s), "p99_ms")
+	m = metric(t, cell(t, r, comparetest.Compat3s), "p99_ms")
 	assert.Equal(t, FromScenario, m.Source)
 	assert.Equal(t, "x4", m.Tolerance.Text)
-	assert.Equal(t, Same, metric(t, cell(t, r, compat3s), "max_pending").Verdict)
+	assert.Equal(t, Same, metric(t, cell(t, r, comparetest.Compat3s), "max_pending").Verdict)
 	assert.Equal(t, []string{"the scenario text differs between the sweeps: cells are compared by label, with the new sweep's expectations and tolerances"}, r.Notes)
 
 	// A flag beats the section.
@@ -458,11 +431,11 @@ func TestTolerancePrecedence(t *testing.T) {
 	require.NoError(t, err)
 	r = compareDirs(t, fixture, withSection, Options{Tolerances: map[string]scenarios.Tolerance{"p99_ms": x2}})
 	assert.True(t, r.Failed())
-	assert.Equal(t, []string{compat3s + ": p99_ms"}, failures(r))
+	assert.Equal(t, []string{comparetest.Compat3s + ": p99_ms"}, failures(r))
 
 	// The baseline's section counts when the new text no longer parses.
-	base := doctored(t, 1, func(s *comparetest.Sweep) { s.Manifest.ScenarioText += "compare:\n  p99_ms: x4\n" })
-	broken := doctored(t, 1, func(s *comparetest.Sweep) {
+	base := comparetest.Doctored(t, fixture, 1, func(s *comparetest.Sweep) { s.Manifest.ScenarioText += "compare:\n  p99_ms: x4\n" })
+	broken := comparetest.Doctored(t, fixture, 1, func(s *comparetest.Sweep) {
 		p99x3(s)
 		s.Manifest.ScenarioText += "no_such_key: 1\n"
 	})
@@ -476,11 +449,11 @@ func TestTolerancePrecedence(t *testing.T) {
 // With four repetitions or more a side, a regression must also be
 // significant: one bad repetition is noise, all of them is not.
 func TestRepetitionsAndSignificance(t *testing.T) {
-	base := doctored(t, 5, nil)
+	base := comparetest.Doctored(t, fixture, 5, nil)
 
-	r := compareDirs(t, base, doctored(t, 5, nil), Options{})
+	r := compareDirs(t, base, comparetest.Doctored(t, fixture, 5, nil), Options{})
 	assert.False(t, r.Failed(), "%v", failures(r))
-	m := metric(t, cell(t, r, compat3s), "p99_ms")
+	m := metric(t, cell(t, r, comparetest.Compat3s), "p99_ms")
 	assert.Equal(t, 5, m.Base.N())
 	assert.False(t, math.IsNaN(m.P))
 	assert.Equal(t, 1.0, m.P)
@@ -488,25 +461,25 @@ func TestRepetitionsAndSignificance(t *testing.T) {
 	assert.Equal(t, "1.81s ±2% n=5", stat("p99_ms", m.Base))
 
 	// Every repetition three times slower: past the limit and significant.
-	r = compareDirs(t, base, doctored(t, 5, func(s *comparetest.Sweep) {
-		setMetric(t, s, compat3s, "p99_ms", func(v float64) float64 { return 3 * v })
+	r = compareDirs(t, base, comparetest.Doctored(t, fixture, 5, func(s *comparetest.Sweep) {
+		s.SetMetric(t, comparetest.Compat3s, "p99_ms", func(v float64) float64 { return 3 * v })
 	}), Options{})
-	m = metric(t, cell(t, r, compat3s), "p99_ms")
+	m = metric(t, cell(t, r, comparetest.Compat3s), "p99_ms")
 	assert.Equal(t, Regressed, m.Verdict)
 	assert.InDelta(t, 2.0/252, m.P, 1e-12, "5 against 5, separated")
 	assert.Equal(t, "x3.00 p=0.008", change(m))
 
 	// One slow repetition of five: the median does not move.
-	r = compareDirs(t, base, doctored(t, 5, func(s *comparetest.Sweep) {
-		s.Cell(t, compat3s)[2].Metrics["p99_ms"] *= 3
+	r = compareDirs(t, base, comparetest.Doctored(t, fixture, 5, func(s *comparetest.Sweep) {
+		s.Cell(t, comparetest.Compat3s)[2].Metrics["p99_ms"] *= 3
 	}), Options{})
-	assert.Equal(t, Same, metric(t, cell(t, r, compat3s), "p99_ms").Verdict)
+	assert.Equal(t, Same, metric(t, cell(t, r, comparetest.Compat3s), "p99_ms").Verdict)
 
 	// Three slow repetitions and two fast ones: the median is past the
 	// limit, but the samples overlap: not significant, not a regression
 	// (TestNotSignificantIsShown).
-	r = compareDirs(t, base, doctored(t, 5, func(s *comparetest.Sweep) {
-		runs := s.Cell(t, compat3s)
+	r = compareDirs(t, base, comparetest.Doctored(t, fixture, 5, func(s *comparetest.Sweep) {
+		runs := s.Cell(t, comparetest.Compat3s)
 		for i, run := range runs {
 			if i < 3 {
 				run.Metrics["p99_ms"] *= 3
@@ -515,7 +488,7 @@ func TestRepetitionsAndSignificance(t *testing.T) {
 			}
 		}
 	}), Options{})
-	m = metric(t, cell(t, r, compat3s), "p99_ms")
+	m = metric(t, cell(t, r, comparetest.Compat3s), "p99_ms")
 	assert.Equal(t, Same, m.Verdict)
 	assert.Greater(t, m.New.Median, m.Limit)
 	assert.Greater(t, m.P, Alpha)
@@ -524,25 +497,25 @@ func TestRepetitionsAndSignificance(t *testing.T) {
 	assert.False(t, r.Failed())
 
 	// An exact metric takes no test: one leak in one repetition fails.
-	r = compareDirs(t, base, doctored(t, 5, func(s *comparetest.Sweep) {
-		s.Cell(t, compat3s)[4].Metrics["leaked_handles"] = 1
+	r = compareDirs(t, base, comparetest.Doctored(t, fixture, 5, func(s *comparetest.Sweep) {
+		s.Cell(t, comparetest.Compat3s)[4].Metrics["leaked_handles"] = 1
 	}), Options{})
-	m = metric(t, cell(t, r, compat3s), "leaked_handles")
+	m = metric(t, cell(t, r, comparetest.Compat3s), "leaked_handles")
 	assert.Equal(t, Regressed, m.Verdict)
 	assert.True(t, math.IsNaN(m.P))
 	assert.Equal(t, 0.0, m.New.Median, "the median did not move; the worst did")
 
 	// Three repetitions against five: no test, the median decides.
-	r = compareDirs(t, doctored(t, 3, nil), doctored(t, 5, func(s *comparetest.Sweep) {
-		setMetric(t, s, compat3s, "p99_ms", func(v float64) float64 { return 3 * v })
+	r = compareDirs(t, comparetest.Doctored(t, fixture, 3, nil), comparetest.Doctored(t, fixture, 5, func(s *comparetest.Sweep) {
+		s.SetMetric(t, comparetest.Compat3s, "p99_ms", func(v float64) float64 { return 3 * v })
 	}), Options{})
-	m = metric(t, cell(t, r, compat3s), "p99_ms")
+	m = metric(t, cell(t, r, comparetest.Compat3s), "p99_ms")
 	assert.Equal(t, Regressed, m.Verdict)
 	assert.True(t, math.IsNaN(m.P))
 }
 
 func TestCompareRefusesOtherScenarios(t *testing.T) {
-	other := doctored(t, 1, func(s *comparetest.Sweep) {
+	other := comparetest.Doctored(t, fixture, 1, func(s *comparetest.Sweep) {
 		s.Manifest.Scenario = "other"
 		for _, r := range s.Runs {
 			r.Scenario = "other"
@@ -558,7 +531,7 @@ func TestCompareRefusesOtherScenarios(t *testing.T) {
 	assert.Contains(t, err.Error(), "baseline: ")
 	assert.Contains(t, err.Error(), "no manifest: is this a directory portshare tune wrote?")
 
-	empty := doctored(t, 1, func(s *comparetest.Sweep) { s.Runs = nil })
+	empty := comparetest.Doctored(t, fixture, 1, func(s *comparetest.Sweep) { s.Runs = nil })
 	_, err = Load(empty, fixture, Options{})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "the baseline has no run")
@@ -591,7 +564,7 @@ func TestParseToleranceFlags(t *testing.T) {
 
 func TestFormat(t *testing.T) {
 	for v, want := range map[float64]string{0: "0", 67: "67", 0.0447761: "0.0448", 0.4776: "0.478", 1.5: "1.5", 40.383: "40.4", 1809.407: "1809", -0.25: "-0.25", math.NaN(): "-"} {
-		assert.Equal(t, want, num(v), "%g", v)
+		assert.Equal(t, want, value("errors", v), "%g", v)
 	}
 	assert.Equal(t, "1.81s", value("p99_ms", 1809.407))
 	assert.Equal(t, "40.4ms", value("p50_ms", 40.383))
@@ -601,39 +574,17 @@ func TestFormat(t *testing.T) {
 	assert.Equal(t, "10 ±50% n=3", stat("errors", reports.Summarize([]float64{5, 10, 12})))
 }
 
-type junit struct {
-	Tests    int `xml:"tests,attr"`
-	Failures int `xml:"failures,attr"`
-	Suites   []struct {
-		Name     string `xml:"name,attr"`
-		Tests    int    `xml:"tests,attr"`
-		Failures int    `xml:"failures,attr"`
-		Cases    []struct {
-			Classname string `xml:"classname,attr"`
-			Name      string `xml:"name,attr"`
-			Failure   *struct {
-				Message string `xml:"message,attr"`
-				Text    string `xml:",chardata"`
-			} `xml:"failure"`
-			Skipped   *struct{} `xml:"skipped"`
-			SystemOut string    `xml:"system-out"`
-		} `xml:"testcase"`
-	} `xml:"testsuite"`
-}
-
-func parseJUnit(t *testing.T, r *Result) junit {
+func parseJUnit(t *testing.T, r *Result) comparetest.JUnit {
 	t.Helper()
 	var buf bytes.Buffer
 	require.NoError(t, r.WriteJUnit(&buf))
-	var j junit
-	require.NoError(t, xml.Unmarshal(buf.Bytes(), &j), buf.String())
-	return j
+	return comparetest.ParseJUnit(t, buf.Bytes())
 }
 
 // The JUnit report parses, has a test case per cell × check, and fails
 // the ones that failed; characters XML cannot carry are replaced.
 func TestJUnit(t *testing.T) {
-	parse := func(r *Result) junit { return parseJUnit(t, r) }
+	parse := func(r *Result) comparetest.JUnit { return parseJUnit(t, r) }
 
 	j := parse(compareDirs(t, fixture, fixture, Options{}))
 	require.Len(t, j.Suites, 1)
@@ -645,18 +596,18 @@ func TestJUnit(t *testing.T) {
 	assert.Len(t, s.Cases, s.Tests)
 	assert.Equal(t, s.Tests, j.Tests)
 	assert.Zero(t, s.Failures)
-	assert.Equal(t, compat1s, s.Cases[0].Classname)
+	assert.Equal(t, comparetest.Compat1s, s.Cases[0].Classname)
 	assert.Equal(t, "cell ran", s.Cases[0].Name)
 	assert.Equal(t, "error_rate", s.Cases[1].Name)
 
 	// A regression, a failed expectation, a missing cell, and a run error
 	// full of control characters.
-	latest := doctored(t, 2, func(s *comparetest.Sweep) {
-		setMetric(t, s, compat3s, "leaked_handles", func(float64) float64 { return 1 })
-		s.Drop(reclaim1s)
-		s.Cell(t, reclaim3s)[1].Error = "bad\x00byte \x1b[31mred\x1b[0m \xff"
+	latest := comparetest.Doctored(t, fixture, 2, func(s *comparetest.Sweep) {
+		s.SetMetric(t, comparetest.Compat3s, "leaked_handles", func(float64) float64 { return 1 })
+		s.Drop(comparetest.Reclaim1s)
+		s.Cell(t, comparetest.Reclaim3s)[1].Error = "bad\x00byte \x1b[31mred\x1b[0m \xff"
 	})
-	r := compareDirs(t, doctored(t, 2, nil), latest, Options{})
+	r := compareDirs(t, comparetest.Doctored(t, fixture, 2, nil), latest, Options{})
 	j = parse(r)
 	s = j.Suites[0]
 	assert.Equal(t, 4, s.Failures)
@@ -670,10 +621,10 @@ func TestJUnit(t *testing.T) {
 		}
 	}
 	assert.Equal(t, []string{
-		compat3s + ": leaked_handles",
-		compat3s + ": expect leaked_handles == 0",
-		reclaim1s + ": cell ran",
-		reclaim3s + ": cell ran",
+		comparetest.Compat3s + ": leaked_handles",
+		comparetest.Compat3s + ": expect leaked_handles == 0",
+		comparetest.Reclaim1s + ": cell ran",
+		comparetest.Reclaim3s + ": cell ran",
 	}, failed)
 	assert.Equal(t, 4*11-10+5+5+11, s.Tests, "the missing cell has one case")
 }
@@ -684,12 +635,12 @@ func TestMarkdown(t *testing.T) {
 	md := buf.String()
 	assert.True(t, strings.HasPrefix(md, "### ✅ ci-regression: no regression in 4 cells\n"), md)
 	assert.Contains(t, md, "<details><summary>Every comparison: 69 rows in 4 cells</summary>")
-	assert.Contains(t, md, "| `"+compat1s+"` | error_rate | 0.478 n=1 | 0.478 n=1 | ~ | ≤ 0.528 \\(+0.05\\) | ok |\n|  | throughput |")
+	assert.Contains(t, md, "| `"+comparetest.Compat1s+"` | error_rate | 0.478 n=1 | 0.478 n=1 | ~ | ≤ 0.528 \\(+0.05\\) | ok |\n|  | throughput |")
 	assert.Contains(t, md, "| expect error_rate &lt; 0.15 |", "HTML escaped")
 	assert.True(t, strings.HasSuffix(md, "</details>\n"))
 
-	latest := doctored(t, 1, func(s *comparetest.Sweep) {
-		setMetric(t, s, compat3s, "p99_ms", func(v float64) float64 { return 3 * v })
+	latest := comparetest.Doctored(t, fixture, 1, func(s *comparetest.Sweep) {
+		s.SetMetric(t, comparetest.Compat3s, "p99_ms", func(v float64) float64 { return 3 * v })
 		s.Manifest.ScenarioText += "# changed\n"
 	})
 	buf.Reset()
@@ -699,7 +650,7 @@ func TestMarkdown(t *testing.T) {
 	failures, details, ok := strings.Cut(md, "<details>")
 	require.True(t, ok)
 	assert.Contains(t, failures, "> **Note:** the scenario text differs")
-	assert.Contains(t, failures, "| `"+compat3s+"` | p99_ms | 1.81s n=1 | 5.43s n=1 | x3.00 | ≤ 3.64s \\(x2+20\\) | **REGRESSION** |")
+	assert.Contains(t, failures, "| `"+comparetest.Compat3s+"` | p99_ms | 1.81s n=1 | 5.43s n=1 | x3.00 | ≤ 3.64s \\(x2+20\\) | **REGRESSION** |")
 	assert.Equal(t, 1, strings.Count(failures, "| `"), "one failure row")
 	assert.Contains(t, details, "**REGRESSION**")
 }
@@ -715,14 +666,14 @@ func TestMarkdownEscapes(t *testing.T) {
 // request comment: a --set value in a note, a host, a run's error.
 func TestMarkdownInputsStayText(t *testing.T) {
 	const img = "![x](https://host/p.png)"
-	noDaemon := func(s *comparetest.Sweep) { s.Cell(t, reclaim3s)[1].Error = "no daemon: " + img }
-	latest := doctored(t, 2, func(s *comparetest.Sweep) {
+	noDaemon := func(s *comparetest.Sweep) { s.Cell(t, comparetest.Reclaim3s)[1].Error = "no daemon: " + img }
+	latest := comparetest.Doctored(t, fixture, 2, func(s *comparetest.Sweep) {
 		noDaemon(s)
 		s.Manifest.Set = []string{"load.rate=" + img}
 		s.Manifest.Machine.Host = "[host](https://host/) <img src=x>"
 	})
 	var buf bytes.Buffer
-	r := compareDirs(t, doctored(t, 2, noDaemon), latest, Options{})
+	r := compareDirs(t, comparetest.Doctored(t, fixture, 2, noDaemon), latest, Options{})
 	require.NoError(t, r.WriteMarkdown(&buf))
 	md := buf.String()
 	for _, bad := range []string{"![", "](", "<img", "[host]"} {
@@ -731,7 +682,7 @@ func TestMarkdownInputsStayText(t *testing.T) {
 	assert.Contains(t, md, `the --set flags differ: baseline \[\], new \["load.rate=\!\[x\]\(https://host/p.png\)"\]`)
 	assert.Contains(t, md, `on \[host\]\(https://host/\) &lt;img src=x&gt;.`)
 	// The warning carries the run's error.
-	assert.Contains(t, md, "- ⚠️ `"+reclaim3s+"`: repetition started: rep 2 could not start: no daemon: \\!\\[x\\]\\(https://host/p.png\\); could not start as in the baseline: 1/2 vs 1/2\n")
+	assert.Contains(t, md, "- ⚠️ `"+comparetest.Reclaim3s+"`: repetition started: rep 2 could not start: no daemon: \\!\\[x\\]\\(https://host/p.png\\); could not start as in the baseline: 1/2 vs 1/2\n")
 }
 
 // exact compares worst with worst only over a baseline worst of zero;
@@ -741,15 +692,15 @@ func TestExactOverNonZeroBaseline(t *testing.T) {
 	// Five repetitions against the one-run baseline: comparetest moves the
 	// non-zero counts by one, so the new worst leak is 3 against 2 in
 	// compat's 1 s cell and 4 against 3 in reclaim's.
-	five := doctored(t, 5, nil)
+	five := comparetest.Doctored(t, fixture, 5, nil)
 	r := compareDirs(t, fixture, five, Options{})
 	assert.False(t, r.Failed(), "%v", failures(r))
 	for label, want := range map[string]struct {
 		baseWorst, newWorst float64
 		limit               string
 	}{
-		compat1s:  {2, 3, "≤ 5 (exact: x1.5+2 over a non-zero baseline)"},
-		reclaim1s: {3, 4, "≤ 6.5 (exact: x1.5+2 over a non-zero baseline)"},
+		comparetest.Compat1s:  {2, 3, "≤ 5 (exact: x1.5+2 over a non-zero baseline)"},
+		comparetest.Reclaim1s: {3, 4, "≤ 6.5 (exact: x1.5+2 over a non-zero baseline)"},
 	} {
 		m := metric(t, cell(t, r, label), "leaked_handles")
 		assert.Equal(t, Same, m.Verdict, detail(m))
@@ -761,7 +712,7 @@ func TestExactOverNonZeroBaseline(t *testing.T) {
 		assert.Equal(t, "exact", m.Tolerance.Text)
 	}
 	// A zero stays exact: worst against worst.
-	m := metric(t, cell(t, r, compat3s), "leaked_handles")
+	m := metric(t, cell(t, r, comparetest.Compat3s), "leaked_handles")
 	assert.True(t, m.OnWorst())
 	assert.Equal(t, "worst ≤ 0 (exact)", limit(m))
 	assert.Equal(t, m.Tolerance, m.Applied)
@@ -782,10 +733,10 @@ func TestExactOverNonZeroBaseline(t *testing.T) {
 		{7, Regressed, "+4", "median 7 is above the limit 6.5 (baseline's worst 3, tolerance exact: x1.5+2 over a non-zero baseline)"},
 		{0, Improved, "-3", "median 0, limit 6.5 (baseline's worst 3, tolerance exact: x1.5+2 over a non-zero baseline)"},
 	} {
-		r := compareDirs(t, fixture, doctored(t, 1, func(s *comparetest.Sweep) {
-			setMetric(t, s, reclaim1s, "leaked_handles", func(float64) float64 { return tc.leaked })
+		r := compareDirs(t, fixture, comparetest.Doctored(t, fixture, 1, func(s *comparetest.Sweep) {
+			s.SetMetric(t, comparetest.Reclaim1s, "leaked_handles", func(float64) float64 { return tc.leaked })
 		}), Options{})
-		m := metric(t, cell(t, r, reclaim1s), "leaked_handles")
+		m := metric(t, cell(t, r, comparetest.Reclaim1s), "leaked_handles")
 		assert.Equal(t, tc.verdict, m.Verdict, "%g", tc.leaked)
 		assert.Equal(t, tc.change, change(m), "%g", tc.leaked)
 		assert.Equal(t, tc.detail, detail(m), "%g", tc.leaked)
@@ -793,10 +744,10 @@ func TestExactOverNonZeroBaseline(t *testing.T) {
 	}
 
 	// With four repetitions a side it takes the U test like the others.
-	r = compareDirs(t, five, doctored(t, 5, func(s *comparetest.Sweep) {
-		setMetric(t, s, reclaim1s, "leaked_handles", func(v float64) float64 { return v + 10 })
+	r = compareDirs(t, five, comparetest.Doctored(t, fixture, 5, func(s *comparetest.Sweep) {
+		s.SetMetric(t, comparetest.Reclaim1s, "leaked_handles", func(v float64) float64 { return v + 10 })
 	}), Options{})
-	m = metric(t, cell(t, r, reclaim1s), "leaked_handles")
+	m = metric(t, cell(t, r, comparetest.Reclaim1s), "leaked_handles")
 	assert.Equal(t, Regressed, m.Verdict)
 	assert.Less(t, m.P, Alpha)
 	assert.Equal(t, fmt.Sprintf("+10 p=%.3f", m.P), change(m))
@@ -807,11 +758,11 @@ func TestExactOverNonZeroBaseline(t *testing.T) {
 func TestDoctoredRepetitionsVaryCounts(t *testing.T) {
 	s := comparetest.Read(t, fixture, 5)
 	var leaks []float64
-	for _, run := range s.Cell(t, compat1s) {
+	for _, run := range s.Cell(t, comparetest.Compat1s) {
 		leaks = append(leaks, run.Metrics["leaked_handles"])
 	}
 	assert.Equal(t, []float64{2, 3, 1, 2, 3}, leaks)
-	for _, run := range s.Cell(t, compat3s) {
+	for _, run := range s.Cell(t, comparetest.Compat3s) {
 		assert.Zero(t, run.Metrics["leaked_handles"])
 	}
 }
@@ -819,8 +770,8 @@ func TestDoctoredRepetitionsVaryCounts(t *testing.T) {
 // A median past the limit that the U test lets pass says so in its
 // verdict, in every output.
 func TestNotSignificantIsShown(t *testing.T) {
-	r := compareDirs(t, doctored(t, 5, nil), doctored(t, 5, func(s *comparetest.Sweep) {
-		for i, run := range s.Cell(t, compat3s) {
+	r := compareDirs(t, comparetest.Doctored(t, fixture, 5, nil), comparetest.Doctored(t, fixture, 5, func(s *comparetest.Sweep) {
+		for i, run := range s.Cell(t, comparetest.Compat3s) {
 			if i < 3 {
 				run.Metrics["p99_ms"] *= 3
 			} else {
@@ -829,20 +780,23 @@ func TestNotSignificantIsShown(t *testing.T) {
 		}
 	}), Options{})
 	assert.False(t, r.Failed())
-	m := metric(t, cell(t, r, compat3s), "p99_ms")
+	m := metric(t, cell(t, r, comparetest.Compat3s), "p99_ms")
 	require.True(t, m.NotSignificant)
-	want := fmt.Sprintf("ok (not significant, p=%.3f)", m.P)
-	assert.Regexp(t, `^ok \(not significant, p=0\.\d{3}\)$`, want)
-	assert.Equal(t, fmt.Sprintf("x2.97 p=%.3f", m.P), change(m), "the change past the limit, not ~")
+	// Two new repetitions below every baseline one and three above: U is
+	// 10 of 25, and 87 of the 252 orderings of 5 against 5 have U ≤ 10.
+	assert.InDelta(t, 2*87.0/252, m.P, 1e-12)
+	const want = "ok (not significant, p=0.690)"
+	assert.Equal(t, want, verdict(m))
+	assert.Equal(t, "x2.97 p=0.690", change(m), "the change past the limit, not ~")
 
 	rows := r.Rows()
-	i := indexRow(rows, compat3s, "p99_ms")
+	i := indexRow(rows, comparetest.Compat3s, "p99_ms")
 	assert.Equal(t, want, rows[i].Verdict)
 	assert.False(t, rows[i].Fail)
 
 	var buf bytes.Buffer
 	require.NoError(t, r.WriteText(&buf))
-	assert.Regexp(t, `\n +p99_ms +1\.81s ±2% n=5 +5\.37s ±89% n=5 +x2\.97 p=0\.\d{3} +≤ 3\.71s \(x2\+20\) +`+regexp.QuoteMeta(want)+`\n`, buf.String())
+	assert.Regexp(t, `\n +p99_ms +1\.81s ±2% n=5 +5\.37s ±89% n=5 +x2\.97 p=0\.690 +≤ 3\.71s \(x2\+20\) +`+regexp.QuoteMeta(want)+`\n`, buf.String())
 
 	buf.Reset()
 	require.NoError(t, r.WriteMarkdown(&buf))
@@ -852,7 +806,7 @@ func TestNotSignificantIsShown(t *testing.T) {
 	j := parseJUnit(t, r)
 	var out string
 	for _, c := range j.Suites[0].Cases {
-		if c.Classname == compat3s && c.Name == "p99_ms" {
+		if c.Classname == comparetest.Compat3s && c.Name == "p99_ms" {
 			out = c.SystemOut
 			assert.Nil(t, c.Failure)
 		}
@@ -863,9 +817,9 @@ func TestNotSignificantIsShown(t *testing.T) {
 // Warnings pass in JUnit, with what they warn of as the case's
 // system-out.
 func TestJUnitWarnings(t *testing.T) {
-	sweep := doctored(t, 5, func(s *comparetest.Sweep) {
-		s.Cell(t, reclaim3s)[2].Metrics["receive_timeout"] = 0
-		s.Cell(t, reclaim1s)[3].Error = "no daemon"
+	sweep := comparetest.Doctored(t, fixture, 5, func(s *comparetest.Sweep) {
+		s.Cell(t, comparetest.Reclaim3s)[2].Metrics["receive_timeout"] = 0
+		s.Cell(t, comparetest.Reclaim1s)[3].Error = "no daemon"
 	})
 	j := parseJUnit(t, compareDirs(t, sweep, sweep, Options{}))
 	assert.Zero(t, j.Failures)
@@ -874,22 +828,22 @@ func TestJUnitWarnings(t *testing.T) {
 		assert.Nil(t, c.Failure, "%s: %s", c.Classname, c.Name)
 		outs[c.Classname+": "+c.Name] = c.SystemOut
 	}
-	assert.Equal(t, "warning: fails as in the baseline: 1/5 vs 1/5 (rep 3: 0)", outs[reclaim3s+": expect receive_timeout >= 1"])
-	assert.Equal(t, "warning: could not start as in the baseline: 1/5 vs 1/5\nrep 4 could not start: no daemon", outs[reclaim1s+": cell ran"])
+	assert.Equal(t, "warning: fails as in the baseline: 1/5 vs 1/5 (rep 3: 0)", outs[comparetest.Reclaim3s+": expect receive_timeout >= 1"])
+	assert.Equal(t, "warning: could not start as in the baseline: 1/5 vs 1/5\nrep 4 could not start: no daemon", outs[comparetest.Reclaim1s+": cell ran"])
 }
 
 // A gated metric the new runs no longer measure fails the gate: a build
 // that stopped counting leaked handles must not pass for it.
 func TestUnmeasuredMetricFails(t *testing.T) {
-	latest := doctored(t, 1, func(s *comparetest.Sweep) {
-		for _, run := range s.Cell(t, reclaim1s) {
+	latest := comparetest.Doctored(t, fixture, 1, func(s *comparetest.Sweep) {
+		for _, run := range s.Cell(t, comparetest.Reclaim1s) {
 			delete(run.Metrics, "leaked_handles")
 		}
 	})
 	r := compareDirs(t, fixture, latest, Options{})
 	assert.True(t, r.Failed())
-	assert.Equal(t, []string{reclaim1s + ": leaked_handles"}, failures(r))
-	m := metric(t, cell(t, r, reclaim1s), "leaked_handles")
+	assert.Equal(t, []string{comparetest.Reclaim1s + ": leaked_handles"}, failures(r))
+	m := metric(t, cell(t, r, comparetest.Reclaim1s), "leaked_handles")
 	assert.True(t, m.Unmeasured)
 	assert.Equal(t, Regressed, m.Verdict)
 	assert.Equal(t, "the baseline measured it (worst 3), the new runs did not", detail(m))

@@ -9,39 +9,18 @@ import (
 	"github.com/portshare/portshare/reports"
 )
 
-// num prints a value with three significant digits and no exponent;
-// integers (counts) print whole.
-func num(v float64) string {
-	switch {
-	case math.IsNaN(v):
-		return "-"
-	case math.IsInf(v, 0):
-		return strconv.FormatFloat(v, 'f', -1, 64)
-	case v == math.Trunc(v) && math.Abs(v) < 1e15:
-		return strconv.FormatFloat(v, 'f', 0, 64)
-	}
-	digits := max(0, 2-int(math.Floor(math.Log10(math.Abs(v)))))
-	s := strconv.FormatFloat(v, 'f', digits, 64)
-	if strings.Contains(s, ".") {
-		s = strings.TrimRight(strings.TrimRight(s, "0"), ".")
-	}
-	return s
-}
-
-// value prints a metric's value with its unit: latencies in ms (s from a
-// second), throughput per second.
+// value prints a metric's value (reports.Number) with its unit:
+// latencies as reports.MillisCompact, throughput per second; "-" for none.
 func value(metric string, v float64) string {
 	switch {
 	case math.IsNaN(v):
 		return "-"
-	case strings.HasSuffix(metric, "_ms") && math.Abs(v) >= 1000:
-		return num(v/1000) + "s"
 	case strings.HasSuffix(metric, "_ms"):
-		return num(v) + "ms"
+		return reports.MillisCompact(v)
 	case metric == "throughput":
-		return num(v) + "/s"
+		return reports.Number(v) + "/s"
 	}
-	return num(v)
+	return reports.Number(v)
 }
 
 // delta prints a signed difference in the metric's unit.

@@ -2,7 +2,6 @@ package compare
 
 import (
 	"math"
-	"slices"
 	"sort"
 )
 
@@ -109,7 +108,7 @@ func uCounts(m, n int) []float64 {
 		}
 		prev = cur
 	}
-	return slices.Clone(prev[n])
+	return prev[n]
 }
 
 // normalP is the two-sided p-value of U = u from the normal approximation,

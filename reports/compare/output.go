@@ -8,6 +8,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/portshare/portshare/reports"
 )
 
 // Row is one line of the comparison's table: a metric, an expectation,
@@ -38,10 +40,10 @@ func (r *Result) Rows() []Row {
 			if len(c.Errors) > 0 {
 				d = "no repetition of the new sweep started: " + strings.Join(c.Errors, "; ")
 			}
-			rows = append(rows, Row{Cell: c.Label, Item: "cell ran", Base: plural(len(c.Base.Runs), "run", "runs"), New: "none", Verdict: "NOT RUN", Fail: true, Detail: d})
+			rows = append(rows, Row{Cell: c.Label, Item: "cell ran", Base: reports.Plural(len(c.Base.Runs), "run", "runs"), New: "none", Verdict: "NOT RUN", Fail: true, Detail: d})
 			continue
 		case OnlyInNew:
-			row := Row{Cell: c.Label, Item: "cell ran", Base: "none", New: plural(len(c.New.Runs), "run", "runs"), Verdict: "not compared", Detail: "not in the baseline: only its expectations are checked"}
+			row := Row{Cell: c.Label, Item: "cell ran", Base: "none", New: reports.Plural(len(c.New.Runs), "run", "runs"), Verdict: "not compared", Detail: "not in the baseline: only its expectations are checked"}
 			if c.Base != nil {
 				row.Base, row.Detail = "none started", "no repetition of the baseline started: only its expectations are checked"
 			}
@@ -144,7 +146,7 @@ func (r *Result) WriteText(w io.Writer) error {
 }
 
 func describe(dir, version, host string, reps int) string {
-	return fmt.Sprintf("%s (portshare %s on %s, %s per cell)", dir, version, host, plural(reps, "repetition", "repetitions"))
+	return fmt.Sprintf("%s (portshare %s on %s, %s per cell)", dir, version, host, reports.Plural(reps, "repetition", "repetitions"))
 }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
@@ -227,7 +229,7 @@ func (r *Result) junitCases() []junitCase {
 			msg := "cell not run: the baseline ran it, the new sweep did not"
 			ran.Failure = &junitFailure{Message: msg, Type: "not run", Text: strings.Join(append([]string{msg}, c.Errors...), "\n")}
 		case c.ErrorsFail():
-			ran.Failure = &junitFailure{Message: plural(len(c.Errors), "repetition", "repetitions") + " could not start", Type: "run error", Text: strings.Join(c.Errors, "\n")}
+			ran.Failure = &junitFailure{Message: reports.Plural(len(c.Errors), "repetition", "repetitions") + " could not start", Type: "run error", Text: strings.Join(c.Errors, "\n")}
 		case len(c.Errors) > 0:
 			ran.SystemOut = "warning: " + errorsWarning(c) + "\n" + strings.Join(c.Errors, "\n")
 		}
@@ -353,7 +355,7 @@ func (r *Result) WriteMarkdown(w io.Writer) error {
 	if slices.ContainsFunc(rows, func(row Row) bool { return row.Warn }) {
 		fmt.Fprintln(ew)
 	}
-	fmt.Fprintf(ew, "<details><summary>Every comparison: %s in %s</summary>\n\n", plural(len(rows), "row", "rows"), plural(len(r.Cells), "cell", "cells"))
+	fmt.Fprintf(ew, "<details><summary>Every comparison: %s in %s</summary>\n\n", reports.Plural(len(rows), "row", "rows"), reports.Plural(len(r.Cells), "cell", "cells"))
 	mdTable(ew, rows, true)
 	fmt.Fprint(ew, "\n</details>\n")
 	return ew.err
@@ -362,7 +364,9 @@ func (r *Result) WriteMarkdown(w io.Writer) error {
 // mdTable writes rows as a table; grouped names each cell on its first
 // row only.
 func mdTable(w io.Writer, rows []Row, grouped bool) {
-	fmt.Fprintln(w, "| cell | metric / assertion | baseline | new | change | limit | verdict |")
+	line := func(cells ...string) { fmt.Fprintf(w, "| %s |\n", strings.Join(cells, " | ")) }
+	h := Header
+	line(mdText(h.Cell), mdText(h.Item), mdText(h.Base), mdText(h.New), mdText(h.Change), mdText(h.Limit), mdText(h.Verdict))
 	fmt.Fprintln(w, "|---|---|---|---|---|---|---|")
 	for i, row := range rows {
 		if grouped && i > 0 && rows[i-1].Cell == row.Cell {
@@ -372,7 +376,7 @@ func mdTable(w io.Writer, rows []Row, grouped bool) {
 		if row.Fail {
 			verdict = "**" + verdict + "**"
 		}
-		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s |\n", mdCode(row.Cell), mdText(row.Item), mdText(row.Base), mdText(row.New), mdText(row.Change), mdText(row.Limit), verdict)
+		line(mdCode(row.Cell), mdText(row.Item), mdText(row.Base), mdText(row.New), mdText(row.Change), mdText(row.Limit), verdict)
 	}
 }
 

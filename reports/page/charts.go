@@ -6,7 +6,6 @@ import (
 	"math"
 	"slices"
 	"strconv"
-	"strings"
 
 	"github.com/portshare/portshare/loadgen"
 	"github.com/portshare/portshare/reports"
@@ -45,17 +44,13 @@ func loadName(i int, l *loadgen.Result) string {
 	return fmt.Sprintf("load %d", i+1)
 }
 
-// ms labels latency ticks and values the way the rest of the report
-// writes them.
-func ms(v float64) string { return strings.ReplaceAll(reports.Millis(v), " ", "") }
-
 func secs(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) + "s" }
 
 // latencyChart is session latency over time, per load: p50 and p99 of the
 // sessions that ended in each second, from their intended start.
 func latencyChart(r *results.Run, end float64, bs []chart.Band) chart.Line {
 	c := chart.Line{Title: "Session latency (p50 solid, p99 dashed)", Width: chartW,
-		XLabel: "seconds since the run's start", YLabel: "latency", YScale: chart.Log10, Bands: bs, YFormat: ms, XFormat: secs}
+		XLabel: "seconds since the run's start", YLabel: "latency", YScale: chart.Log10, Bands: bs, YFormat: reports.MillisCompact, XFormat: secs}
 	for i, l := range r.Load {
 		off := l.Started.Sub(r.Epoch).Seconds()
 		var x, p50, p99 []float64
@@ -146,13 +141,18 @@ func daemonChart(r *results.Run, end float64, bs []chart.Band) chart.Line {
 			continue
 		}
 		x = append(x, s.T)
+		listen = append(listen, float64(s.ListenQueue))
+		if s.Unanswered { // only the kernel's queue is known: gaps in the rest
+			nan := math.NaN()
+			pending, queued, inflight, workers = append(pending, nan), append(queued, nan), append(inflight, nan), append(workers, nan)
+			continue
+		}
 		pending = append(pending, float64(s.Pending))
 		queued = append(queued, float64(s.Queued))
 		inflight = append(inflight, float64(s.Inflight))
-		listen = append(listen, float64(s.ListenQueue))
 		workers = append(workers, float64(s.Workers))
 	}
-	c := chart.Line{Title: "Daemon state (sampled every 200 ms)", Width: chartW, XLabel: "seconds since the run's start", YLabel: "connections",
+	c := chart.Line{Title: "Daemon state (sampled every 200 ms; gaps: it did not answer)", Width: chartW, XLabel: "seconds since the run's start", YLabel: "connections",
 		YZero: true, Bands: bs, XFormat: secs, Series: []chart.Series{
 			{Name: "pending (accepted, not handed off)", X: x, Y: pending},
 			{Name: "queued (route queues)", X: x, Y: queued},
@@ -185,7 +185,7 @@ func spectrumPoints(count int64) []float64 {
 // load, and of the client faults' sessions.
 func spectrumChart(r *results.Run) chart.Line {
 	c := chart.Line{Title: "Latency by percentile (HDR histogram)", Width: chartW, XLabel: "percentile", YLabel: "latency",
-		XScale: chart.Percentile, YScale: chart.Log10, YFormat: ms}
+		XScale: chart.Percentile, YScale: chart.Log10, YFormat: reports.MillisCompact}
 	add := func(name string, l *loadgen.Latency, color string, dashed bool) {
 		if l == nil || l.Count == 0 {
 			return
@@ -217,7 +217,7 @@ func spectrumChart(r *results.Run) chart.Line {
 // to PreambleAck, or request to first byte), each message, the session
 // from its intended start; p50, p99 and p99.9 of each, per load.
 func phasesChart(r *results.Run) chart.Bars {
-	b := chart.Bars{Title: "Timing breakdown (p50, p99, p99.9)", Width: chartW, XLabel: "latency", XScale: chart.Log10, Format: ms}
+	b := chart.Bars{Title: "Timing breakdown (p50, p99, p99.9)", Width: chartW, XLabel: "latency", XScale: chart.Log10, Format: reports.MillisCompact}
 	for i, l := range r.Load {
 		for _, ph := range []string{"connect", "handshake", "message", "session"} {
 			lat := l.Phases[ph]

@@ -15,10 +15,10 @@ import (
 	"maps"
 	"math"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
+	"github.com/portshare/portshare/loadgen"
 	"github.com/portshare/portshare/reports"
 	"github.com/portshare/portshare/reports/chart"
 	"github.com/portshare/portshare/scenarios/results"
@@ -36,7 +36,7 @@ var (
 var tmpl = template.Must(template.New("page").Funcs(template.FuncMap{
 	"percent": reports.Percent,
 	"millis":  reports.Millis,
-	"num":     num,
+	"num":     reports.Number,
 	"join":    strings.Join,
 	"stamp":   func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
 }).Parse(pageHTML))
@@ -57,9 +57,7 @@ type view struct {
 	M         *results.Manifest
 	CSS       template.CSS
 	JS        template.JS
-	Generated time.Time
 	Runs      int
-	Ran       int
 	Verdict   verdictView
 	Heatmaps  []heatGroup
 	Axes      []string
@@ -73,11 +71,11 @@ type view struct {
 type verdictView struct {
 	Recommended *row
 	Reference   *row
+	Judged      int // cells with a run that started: what LeakFree and Clean are of
 	LeakFree    []string
 	Clean       []string
-	Mixed       []string
-	Reasons     []string
-	Status      string // good, partial, bad
+	Reasons     []string // Verdict.Reasons, which say where repetitions disagree
+	Status      string   // good, partial, bad
 }
 
 type heatGroup struct {
@@ -143,7 +141,7 @@ type clientFault struct {
 }
 
 func build(s *reports.Sweep) view {
-	v := view{M: s.Manifest, CSS: template.CSS(styleCSS), JS: template.JS(pageJS), Generated: time.Now(), Runs: len(s.Runs)}
+	v := view{M: s.Manifest, CSS: template.CSS(styleCSS), JS: template.JS(pageJS), Runs: len(s.Runs)}
 	if s.ScenarioErr != nil {
 		v.ScenarioE = s.ScenarioErr.Error()
 	}
@@ -165,12 +163,11 @@ func build(s *reports.Sweep) view {
 		rows[c] = &r
 		v.Rows = append(v.Rows, r)
 		if len(c.Runs) > 0 {
-			v.Ran++
 			v.Cells = append(v.Cells, cellDetail(c, r))
 		}
 	}
 	vd := s.Verdict()
-	v.Verdict = verdictView{Reasons: vd.Reasons, LeakFree: cellLabels(vd.LeakFree), Clean: cellLabels(vd.Clean), Mixed: cellLabels(vd.Mixed)}
+	v.Verdict = verdictView{Judged: len(vd.Ran), Reasons: vd.Reasons, LeakFree: cellLabels(vd.LeakFree), Clean: cellLabels(vd.Clean)}
 	if vd.Recommended != nil {
 		v.Verdict.Recommended = rows[vd.Recommended]
 	}
@@ -220,21 +217,25 @@ func newRow(m *results.Manifest, c *reports.Cell, classes []string) row {
 	for _, val := range c.Values {
 		r.Values = append(r.Values, val.Value)
 	}
-	r.Sessions = c.Metric("sessions").Median
-	r.ErrorRate = c.Metric("error_rate").Median
-	leaked := c.Metric("leaked_handles")
+	st := map[string]reports.Stat{}
+	for _, m := range []string{"sessions", "error_rate", "leaked_handles", "p50_ms", "p99_ms", "p999_ms", "throughput", "queue_full", "evictions", "listen_overflows"} {
+		st[m] = c.Metric(m)
+	}
+	r.Sessions = st["sessions"].Median
+	r.ErrorRate = st["error_rate"].Median
+	leaked := st["leaked_handles"]
 	r.Leaked, r.LeakedMax = leaked.Median, leaked.Max
-	r.P50, r.P99, r.P999 = c.Metric("p50_ms").Median, c.Metric("p99_ms").Median, c.Metric("p999_ms").Median
-	r.Throughput = c.Metric("throughput").Median
-	r.QueueFull = c.Metric("queue_full").Median
-	r.Evictions = c.Metric("evictions").Median
-	r.Overflows = c.Metric("listen_overflows").Median
+	r.P50, r.P99, r.P999 = st["p50_ms"].Median, st["p99_ms"].Median, st["p999_ms"].Median
+	r.Throughput = st["throughput"].Median
+	r.QueueFull = st["queue_full"].Median
+	r.Evictions = st["evictions"].Median
+	r.Overflows = st["listen_overflows"].Median
 	r.ByRep = map[string]string{}
-	for _, m := range []string{"error_rate", "leaked_handles", "p50_ms", "p99_ms", "p999_ms", "throughput", "queue_full", "evictions", "listen_overflows"} {
-		if st := c.Metric(m); st.N() > 1 {
-			vals := make([]string, st.N())
-			for i, v := range st.Values {
-				vals[i] = num(v)
+	for m, ms := range st {
+		if m != "sessions" && ms.N() > 1 {
+			vals := make([]string, ms.N())
+			for i, v := range ms.Values {
+				vals[i] = reports.Number(v)
 			}
 			r.ByRep[m] = "by repetition: " + strings.Join(vals, ", ")
 		}
@@ -304,17 +305,18 @@ func cellDetail(c *reports.Cell, r row) cellView {
 		rv := runView{Repetition: run.Repetition, Open: i == 0, Error: run.Error, Ledgers: run.Ledgers, FDs: run.FDs, Started: run.Started, Pass: run.Pass}
 		if run.Error == "" {
 			end := span(run)
-			bs := bands(run, end)
+			ws, ls := windows(run), leaks(run)
+			bs := bands(ws, ls, end)
 			rv.Charts = []template.HTML{
 				latencyChart(run, end, bs).SVG(),
 				rateChart(run, end, bs).SVG(),
 				daemonChart(run, end, bs).SVG(),
 			}
-			if tl := timeline(run, end); len(tl.Rows) > 0 {
+			if tl := timeline(ws, ls, end); len(tl.Rows) > 0 {
 				rv.Charts = append(rv.Charts, tl.SVG())
 			}
 			rv.Charts = append(rv.Charts, spectrumChart(run).SVG(), phasesChart(run).SVG())
-			rv.Always = always(run)
+			rv.Always = always(ws)
 			rv.Kernel = kernel(run)
 			for li, l := range run.Load {
 				for _, k := range slices.Sorted(maps.Keys(l.ClientFaults)) {
@@ -331,7 +333,7 @@ func cellDetail(c *reports.Cell, r row) cellView {
 // kernel is the daemon namespace's listen-queue counters over the run.
 func kernel(r *results.Run) [][2]string {
 	var out [][2]string
-	for _, k := range []string{"ListenOverflows", "ListenDrops", "TCPReqQFullDrop", "TCPReqQFullDoCookies", "SyncookiesSent"} {
+	for _, k := range loadgen.KernelCounters {
 		if n, ok := r.TCPExt[k]; ok {
 			out = append(out, [2]string{k, fmt.Sprint(n)})
 		}
@@ -371,7 +373,7 @@ func heatmaps(s *reports.Sweep, rows map[*reports.Cell]*row) []heatGroup {
 		value func(*row) float64
 		text  func(float64) string
 	}{
-		{"Leaked handles (worst repetition)", func(r *row) float64 { return r.LeakedMax }, num},
+		{"Leaked handles (worst repetition)", func(r *row) float64 { return r.LeakedMax }, reports.Number},
 		{"Error rate (median)", func(r *row) float64 { return r.ErrorRate }, reports.Percent},
 		{"p99 latency (median)", func(r *row) float64 { return r.P99 }, reports.Millis},
 	}
@@ -425,17 +427,4 @@ func heatmaps(s *reports.Sweep, rows map[*reports.Cell]*row) []heatGroup {
 		out = append(out, g)
 	}
 	return out
-}
-
-// num prints a count without a needless fraction (a median of two
-// repetitions may be 2.5), and small rates to three places.
-func num(f float64) string {
-	if math.IsNaN(f) {
-		return "–"
-	}
-	prec := 1
-	if f != 0 && math.Abs(f) < 1 {
-		prec = 3
-	}
-	return strings.TrimSuffix(strings.TrimRight(strconv.FormatFloat(f, 'f', prec, 64), "0"), ".")
 }

@@ -90,18 +90,13 @@ func near(a, b float64) bool {
 // Faults in effect for a process's whole life (slow-accept on every
 // Accept, silent clients in every load) would shade everything and are
 // listed in words instead.
+// A spec this version no longer parses is listed in words.
 func (w window) timed() bool {
 	if w.Instant || w.Kind == faults.Daemon || w.Kind == faults.Network {
 		return true
 	}
-	_, args, _ := strings.Cut(w.Fault, ":")
-	for _, kv := range strings.Split(args, ",") {
-		switch key, _, _ := strings.Cut(kv, "="); key {
-		case "at", "for", "after":
-			return true
-		}
-	}
-	return false
+	s, err := faults.Parse(w.Kind, w.Fault)
+	return err == nil && (s.Has("at") || s.Has("for") || s.Has("after"))
 }
 
 // unseeded drops the seed= the runner adds to each process's spec, so
@@ -118,11 +113,12 @@ func unseeded(spec string) string {
 	return name + ":" + strings.Join(kept, ",")
 }
 
-// bands are the timed windows as chart bands, plus a marker at each
-// leaked handle (where the sampled count of dispatch timeouts rose).
-func bands(r *results.Run, end float64) []chart.Band {
+// bands are a run's timed windows as chart bands, plus a marker at each
+// of its leaks (leaked handles: where the sampled count of dispatch
+// timeouts rose).
+func bands(ws []window, leaks []float64, end float64) []chart.Band {
 	var out []chart.Band
-	for _, w := range merged(windows(r)) {
+	for _, w := range merged(ws) {
 		if !w.timed() {
 			continue
 		}
@@ -135,7 +131,7 @@ func bands(r *results.Run, end float64) []chart.Band {
 		}
 		out = append(out, chart.Band{From: from, To: to, Label: w.Name})
 	}
-	for _, t := range leaks(r) {
+	for _, t := range leaks {
 		out = append(out, chart.Band{From: t, To: t, Label: "leak", Color: "#b2182b"})
 	}
 	return out
@@ -155,10 +151,11 @@ func leaks(r *results.Run) []float64 {
 	return out
 }
 
-// timeline is the fault event chart: a row per source, its timed windows
-// as spans and its moments as instants, and a row of leaked handles. It
-// has no rows if nothing happened at a time of its own.
-func timeline(r *results.Run, end float64) chart.Timeline {
+// timeline is the fault event chart of a run's windows and leaks: a row
+// per source, its timed windows as spans and its moments as instants,
+// and a row of leaked handles. It has no rows if nothing happened at a
+// time of its own.
+func timeline(ws []window, leaks []float64, end float64) chart.Timeline {
 	rows := map[string]*chart.TimelineRow{}
 	var order []string
 	row := func(src string) *chart.TimelineRow {
@@ -168,7 +165,7 @@ func timeline(r *results.Run, end float64) chart.Timeline {
 		}
 		return rows[src]
 	}
-	for _, w := range windows(r) {
+	for _, w := range ws {
 		if !w.timed() { // listed in words instead: a bar across the whole run says nothing
 			continue
 		}
@@ -193,9 +190,9 @@ func timeline(r *results.Run, end float64) chart.Timeline {
 	for _, src := range order {
 		t.Rows = append(t.Rows, *rows[src])
 	}
-	if ls := leaks(r); len(ls) > 0 {
+	if len(leaks) > 0 {
 		lr := chart.TimelineRow{Label: "daemon: leaked handles"}
-		for _, at := range ls {
+		for _, at := range leaks {
 			lr.Instants = append(lr.Instants, chart.Instant{At: at, Text: "leaked handle (dispatch timeout)", Color: "#b2182b"})
 		}
 		t.Rows = append(t.Rows, lr)
@@ -203,11 +200,12 @@ func timeline(r *results.Run, end float64) chart.Timeline {
 	return t
 }
 
-// always lists, in words, the faults in effect for whole process lives.
-func always(r *results.Run) []string {
+// always lists, in words, the faults of a run's windows in effect for
+// whole process lives.
+func always(ws []window) []string {
 	seen := map[string][]string{}
 	var order []string
-	for _, w := range windows(r) {
+	for _, w := range ws {
 		if w.timed() {
 			continue
 		}

@@ -144,6 +144,12 @@ type Sample struct {
 	Leaked      uint64  `json:"leaked"`     // dispatch timeouts, likewise
 	Open        uint64  `json:"open"`
 	FDs         int     `json:"fds"`
+	// Unanswered marks a sample the daemon did not answer in time (paused,
+	// or out of descriptors): only the kernel's view is measured —
+	// ListenQueue, read from /proc, and FDs; the cumulative counts are the
+	// last answered ones, and Pending, Queued, Inflight, Workers and Open
+	// are unknown (0).
+	Unanswered bool `json:"unanswered,omitempty"`
 }
 
 // FDCheck compares the daemon's descriptors after the run with before.
@@ -172,6 +178,12 @@ type Check struct {
 // RunFile is the name of the run file of a cell and repetition.
 func RunFile(cell, rep int) string { return fmt.Sprintf("cell-%03d-rep-%d.json", cell, rep) }
 
+// RunFiles lists the run files in dir (the names RunFile gives), sorted
+// by name.
+func RunFiles(dir string) ([]string, error) {
+	return filepath.Glob(filepath.Join(dir, "cell-*-rep-*.json"))
+}
+
 // WriteJSON writes v to path through a temporary file, so a reader never
 // sees half a file.
 func WriteJSON(path string, v any) error {
@@ -191,14 +203,11 @@ func WriteJSON(path string, v any) error {
 // same sweep (--cell) may be copied in beside them. A run file of another
 // scenario or cell layout is an error.
 func ReadDir(dir string) (*Manifest, []*Run, error) {
-	var m Manifest
-	if err := readJSON(filepath.Join(dir, ManifestFile), &m); err != nil {
+	m, err := ReadManifest(dir)
+	if err != nil {
 		return nil, nil, err
 	}
-	if m.Format != ManifestFormat {
-		return nil, nil, fmt.Errorf("%s: format %q, want %q", filepath.Join(dir, ManifestFile), m.Format, ManifestFormat)
-	}
-	names, err := filepath.Glob(filepath.Join(dir, "cell-*-rep-*.json"))
+	names, err := RunFiles(dir)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -226,13 +235,35 @@ func ReadDir(dir string) (*Manifest, []*Run, error) {
 		}
 		return runs[i].Repetition < runs[j].Repetition
 	})
-	return &m, runs, nil
+	return m, runs, nil
 }
+
+// ReadManifest reads the manifest of a results directory. A directory
+// without one is an error that matches fs.ErrNotExist.
+func ReadManifest(dir string) (*Manifest, error) {
+	var m Manifest
+	if err := readJSON(filepath.Join(dir, ManifestFile), &m); err != nil {
+		return nil, err
+	}
+	if m.Format != ManifestFormat {
+		return nil, fmt.Errorf("%s: format %q, want %q", filepath.Join(dir, ManifestFile), m.Format, ManifestFormat)
+	}
+	return &m, nil
+}
+
+// noManifest is the error of a directory without a manifest.
+type noManifest struct{ dir string }
+
+func (e noManifest) Error() string {
+	return e.dir + ": no manifest: is this a directory portshare tune wrote?"
+}
+
+func (noManifest) Is(target error) bool { return target == fs.ErrNotExist }
 
 func readJSON(path string, v any) error {
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) && strings.HasSuffix(path, ManifestFile) {
-		return fmt.Errorf("%s: no manifest: is this a directory portshare tune wrote?", filepath.Dir(path))
+		return noManifest{filepath.Dir(path)}
 	}
 	if err != nil {
 		return err

@@ -1,6 +1,7 @@
 package results
 
 import (
+	"io/fs"
 	"os"
 	"path/filepath"
 	"testing"
@@ -81,6 +82,7 @@ func TestReadDirRefusesWhatIsNotItsSweep(t *testing.T) {
 	_, _, err := ReadDir(t.TempDir())
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "no manifest")
+	assert.ErrorIs(t, err, fs.ErrNotExist, "the runner tells an empty directory by it")
 
 	dir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, ManifestFile), []byte("{"), 0o644))

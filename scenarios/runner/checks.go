@@ -62,7 +62,7 @@ func (o *one) checkFDs(st *daemon.Status) {
 // gives accepted: an outcome recorded twice shows only as more outcomes
 // than accepts, which wraps open around to a huge value.
 func ledgerImbalance(l daemon.LedgerSnapshot) string {
-	out := sumOutcomes(l.Outcomes)
+	out := sum(l.Outcomes)
 	if out > l.Accepted || l.Accepted-out != l.Open {
 		return fmt.Sprintf("accepted %d, outcomes %d, open %d", l.Accepted, out, int64(l.Open))
 	}

@@ -3,7 +3,6 @@ package runner
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -22,12 +21,12 @@ type daemonProc struct {
 	cfg string
 
 	mu     sync.Mutex
-	cur    *child // nil while a restart has none running
+	cur    *Child // nil while a restart has none running
 	gen    int
 	failed bool // cur did not start serving (an error says so already)
 }
 
-func (d *daemonProc) current() *child {
+func (d *daemonProc) current() *Child {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.cur
@@ -44,7 +43,7 @@ func (d *daemonProc) Pid() int { return d.pid() }
 
 func (d *daemonProc) pid() int {
 	if c := d.current(); c != nil {
-		return c.pid()
+		return c.Pid()
 	}
 	return 0
 }
@@ -72,22 +71,25 @@ func (d *daemonProc) settledFDs() int {
 	return n
 }
 
-// start runs a daemon and waits until it answers status.
-func (d *daemonProc) start(ctx context.Context, name string) error {
+// start runs a daemon, waits until it answers status, keeps that status
+// (the first of the process) and returns it.
+func (d *daemonProc) start(ctx context.Context, name string) (*daemon.Status, error) {
 	c, err := d.o.st.start(name, d.o.daemonNS, "serve", "--config", d.cfg)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	d.mu.Lock()
 	d.cur, d.failed = c, false
 	d.mu.Unlock()
-	if _, err := d.o.waitStatus(ctx, readyTimeout, func(*daemon.Status) bool { return true }); err != nil {
+	st, err := d.o.waitStatus(ctx, readyTimeout, func(*daemon.Status) bool { return true })
+	if err != nil {
 		d.mu.Lock()
 		d.failed = true
 		d.mu.Unlock()
-		return setupf("the daemon did not start: %v", err)
+		return nil, fmt.Errorf("the daemon did not start: %w", err)
 	}
-	return nil
+	d.o.keep(st)
+	return st, nil
 }
 
 // Restart stops the daemon with SIGTERM (its last status kept for the
@@ -115,23 +117,23 @@ func (d *daemonProc) Restart(downtime time.Duration) error {
 	d.o.restarts++ // the old process is going: its fd baseline with it
 	d.o.fdBase = -1
 	d.o.mu.Unlock()
-	if err := old.stop(syscall.SIGTERM, stopGrace); err != nil {
+	if err := old.Stop(syscall.SIGTERM, stopGrace); err != nil {
 		return fmt.Errorf("the daemon exited with %s on SIGTERM", exitText(err))
 	}
 	// Its ledger at exit, shutdown outcomes included, is in its last log
 	// line; the status before SIGTERM stands if the line is missing.
 	if last != nil {
-		if l, ok := stoppedLedger(filepath.Join(d.o.st.logs, old.name+".log")); ok {
+		if l, ok := stoppedLedger(filepath.Join(d.o.st.logs, old.Name+".log")); ok {
 			final := *last
 			final.Ledger = l
 			d.o.keep(&final)
 		}
 	}
-	d.o.event("runner", "daemon-stopped", fmt.Sprintf("pid %d", old.pid()))
+	d.o.event("runner", "daemon-stopped", fmt.Sprintf("pid %d", old.Pid()))
 	if !faults.SleepUntil(d.o.live, time.Now().Add(downtime)) {
 		return d.o.live.Err()
 	}
-	if err := d.start(d.o.live, fmt.Sprintf("daemon-%d", gen+1)); err != nil {
+	if _, err := d.start(d.o.live, fmt.Sprintf("daemon-%d", gen+1)); err != nil {
 		return err
 	}
 	d.o.event("runner", "daemon-started", fmt.Sprintf("pid %d", d.pid()))
@@ -161,13 +163,13 @@ func (d *daemonProc) rebase(gen int) {
 
 // stoppedLedger reads a daemon's ledger at exit from its log: the
 // "portshare daemon stopped" line, whose ledger.KEY=N fields are accepted,
-// open and the outcomes.
+// open and the outcomes. It is the last line, or near it: only the end of
+// the log is read.
 func stoppedLedger(logPath string) (daemon.LedgerSnapshot, bool) {
-	b, err := os.ReadFile(logPath)
+	lines, err := lastLines(logPath)
 	if err != nil {
 		return daemon.LedgerSnapshot{}, false
 	}
-	lines := strings.Split(string(b), "\n")
 	for i := len(lines) - 1; i >= 0; i-- {
 		if !strings.Contains(lines[i], `msg="portshare daemon stopped"`) {
 			continue

@@ -8,6 +8,7 @@ import (
 
 	hdr "github.com/HdrHistogram/hdrhistogram-go"
 
+	"github.com/portshare/portshare/faults"
 	"github.com/portshare/portshare/loadgen"
 	"github.com/portshare/portshare/scenarios"
 	"github.com/portshare/portshare/scenarios/results"
@@ -24,7 +25,7 @@ func (o *one) keep(st *daemon.Status) {
 	old, ok := o.final[st.PID]
 	if !ok {
 		o.order = append(o.order, st.PID)
-	} else if st.Ledger.Accepted < old.Ledger.Accepted || sumOutcomes(st.Ledger.Outcomes) < sumOutcomes(old.Ledger.Outcomes) {
+	} else if st.Ledger.Accepted < old.Ledger.Accepted || sum(st.Ledger.Outcomes) < sum(old.Ledger.Outcomes) {
 		return
 	}
 	o.final[st.PID] = st
@@ -65,6 +66,22 @@ func (o *one) sample(ctx context.Context) {
 			s.Leaked = o.totals(func(st *daemon.Status) uint64 { return st.Ledger.Outcomes["dispatch_timeout"] })
 			o.samples = append(o.samples, s)
 			o.mu.Unlock()
+		} else if pid := o.d.pid(); pid > 0 {
+			// A daemon that cannot answer (paused) still has a listen
+			// queue, and it is the one filling: read it from the kernel.
+			if qs, qerr := faults.ListenQueues(pid, o.port); qerr == nil {
+				s := results.Sample{T: now.Sub(o.epoch).Seconds(), PID: pid, FDs: fds, Unanswered: true}
+				for _, q := range qs {
+					s.ListenQueue += q.Queued
+				}
+				o.mu.Lock()
+				if n := len(o.samples); n > 0 {
+					last := o.samples[n-1]
+					s.Accepted, s.Dispatched, s.Leaked = last.Accepted, last.Dispatched, last.Leaked
+				}
+				o.samples = append(o.samples, s)
+				o.mu.Unlock()
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -89,6 +106,8 @@ func (o *one) evaluate() {
 	for _, n := range scenarios.MetricNames {
 		m[n.Name] = 0 // every metric, zero or not, as the format promises
 	}
+	// The loads' session latencies, merged into a copy of the first: a
+	// load's histogram is its result's own, cached by Histogram.
 	var hist *hdr.Histogram
 	for _, l := range run.Load {
 		if l == nil {
@@ -101,7 +120,7 @@ func (o *one) evaluate() {
 		if ph := l.Phases[loadgen.PhaseSession]; ph != nil {
 			if h, err := ph.Histogram(); err == nil {
 				if hist == nil {
-					hist = h
+					hist = hdr.Import(h.Export())
 				} else {
 					hist.Merge(h)
 				}
@@ -124,7 +143,7 @@ func (o *one) evaluate() {
 		}
 		m["max_ms"] = float64(hist.Max()) / 1000
 	}
-	for _, name := range []string{"dispatched", "no_route", "protocol_failure", "receive_timeout", "queue_full", "queue_timeout", "dispatch_timeout", "dispatch_error", "shutdown"} {
+	for _, name := range daemon.OutcomeNames() {
 		m[name] = float64(o.totals(func(st *daemon.Status) uint64 { return st.Ledger.Outcomes[name] }))
 	}
 	m["leaked_handles"] = m["dispatch_timeout"]
@@ -201,5 +220,3 @@ func counter(st *daemon.Status, name string) float64 {
 	}
 	return 0
 }
-
-func sumOutcomes(m map[string]uint64) uint64 { return sum(m) }

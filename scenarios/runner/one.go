@@ -29,7 +29,7 @@ var readyTimeout = 15 * time.Second
 // Timing of a run's phases.
 const (
 	sampleEvery   = 200 * time.Millisecond // daemon state sampling
-	statusTimeout = 250 * time.Millisecond // a sample of a paused daemon is skipped
+	statusTimeout = 250 * time.Millisecond // past it, a sample reads only the kernel's listen queue (Sample.Unanswered)
 	stopGrace     = 10 * time.Second       // SIGTERM to SIGKILL
 	fdSettle      = 3 * time.Second        // descriptors back to baseline after the drain
 	loadSlack     = 30 * time.Second       // beyond a load's own bounds before it is stopped
@@ -66,7 +66,7 @@ type one struct {
 	watchers sync.WaitGroup // each worker's watch, and fd baselines after restarts
 
 	mu       sync.Mutex
-	workers  []*child
+	workers  []*Child
 	final    map[int]*daemon.Status // each daemon process's last status
 	order    []int                  // daemon pids in start order
 	samples  []results.Sample
@@ -92,7 +92,7 @@ const loadSeeds = 501
 // every sweep with the same Runner.Seed, and each repetition draws
 // afresh. Workers take 1 to 256 and loads 501 to 516: they never meet.
 func (o *one) seed(n int) uint64 {
-	return (max(o.r.Seed, 1)-1)*1_000_000 + uint64(o.rep-1)*1000 + uint64(n)
+	return (o.r.seed()-1)*1_000_000 + uint64(o.rep-1)*1000 + uint64(n)
 }
 
 // nextBudget is the start budget of the next run: room for the workers to
@@ -150,14 +150,14 @@ func (o *one) execute(ctx context.Context) (err error) {
 	if o.s.Netns {
 		n, err := faults.NewNetns()
 		if err != nil {
-			return setupf("network namespaces: %v", err)
+			return fmt.Errorf("network namespaces: %w", err)
 		}
 		defer n.Close()
 		o.st.netns = n
 		o.host = n.DaemonAddr().String()
 		o.daemonNS, o.clientNS = n.Daemon(), n.Client()
 	}
-	if o.port, err = freePort(); err != nil {
+	if o.port, err = FreePort(); err != nil {
 		return err
 	}
 	o.run.Port = o.port
@@ -170,16 +170,12 @@ func (o *one) execute(ctx context.Context) (err error) {
 	// Teardown is due from the moment the daemon is started: a daemon that
 	// never answers (or a Ctrl-C while it starts) must not outlive the run.
 	defer o.teardown()
-	if err := o.d.start(ctx, "daemon"); err != nil {
+	st, err := o.d.start(ctx, "daemon")
+	if err != nil {
 		return err
 	}
-	if raw, err := control.FetchStatus(o.socket, time.Second); err == nil {
-		var st struct {
-			Config json.RawMessage `json:"config"`
-		}
-		if json.Unmarshal(raw, &st) == nil {
-			o.run.Config = st.Config
-		}
+	if b, err := json.Marshal(st.Config); err == nil {
+		o.run.Config = b
 	}
 
 	// Workers, with the epoch their faults count from.
@@ -195,7 +191,7 @@ func (o *one) execute(ctx context.Context) (err error) {
 			if err != nil {
 				return err
 			}
-			o.watchers.Go(func() { o.watch(w, g, i, n, 0) })
+			o.watchers.Go(func() { o.watch(w, g, i, n) })
 		}
 	}
 	// A worker that exits before registering (a refused route, say) ends
@@ -204,10 +200,10 @@ func (o *one) execute(ctx context.Context) (err error) {
 		return len(st.Workers) >= total || o.exitedWorker() != nil
 	})
 	if w := o.exitedWorker(); w != nil {
-		return setupf("%s exited before the workers registered: %s (log: %s)", w.name, exitText(w.err), tail(filepath.Join(logs, w.name+".log"), 2))
+		return fmt.Errorf("%s exited before the workers registered: %s (log: %s)", w.Name, exitText(w.Wait()), Tail(filepath.Join(logs, w.Name+".log"), 2))
 	}
 	if err != nil {
-		return setupf("the workers did not register: %v (log: %s)", err, tail(filepath.Join(logs, "worker-"+o.plan.Workers[0].Name+"-1.log"), 2))
+		return fmt.Errorf("the workers did not register: %w (log: %s)", err, Tail(filepath.Join(logs, "worker-"+o.plan.Workers[0].Name+"-1.log"), 2))
 	}
 	o.ready = time.Since(begin)
 	o.mu.Lock()
@@ -243,7 +239,7 @@ func (o *one) execute(ctx context.Context) (err error) {
 		inj, err := faults.NewInjector(o.d, o.st.netns, o.s.Faults, faultLog)
 		if err != nil {
 			stopFaults()
-			return setupf("%v", err)
+			return err
 		}
 		go func() { faultsDone <- inj.Run(fctx, o.epoch) }()
 	} else {
@@ -378,16 +374,16 @@ func (o *one) load(ctx context.Context, i int, l scenarios.Load) (*loadgen.Resul
 	}
 	bound += l.Timeout + loadSlack
 	select {
-	case <-c.done:
+	case <-c.Done():
 	case <-ctx.Done():
-		c.stop(syscall.SIGINT, 5*time.Second)
+		c.Stop(syscall.SIGINT, 5*time.Second)
 		return nil, ctx.Err()
 	case <-time.After(bound):
-		c.stop(syscall.SIGINT, 5*time.Second)
+		c.Stop(syscall.SIGINT, 5*time.Second)
 		o.finding("process", "load %d ran past %s and was stopped", i, bound)
 	}
-	if c.err != nil {
-		return nil, fmt.Errorf("%s (%s)", exitText(c.err), tail(filepath.Join(logs, fmt.Sprintf("load-%d.log", i)), 2))
+	if err := c.Wait(); err != nil {
+		return nil, fmt.Errorf("%s (%s)", exitText(err), Tail(filepath.Join(logs, fmt.Sprintf("load-%d.log", i)), 2))
 	}
 	f, err := os.Open(out)
 	if err != nil {
@@ -397,39 +393,42 @@ func (o *one) load(ctx context.Context, i int, l scenarios.Load) (*loadgen.Resul
 	return loadgen.ReadResult(f)
 }
 
-// watch records a worker's exit. An exit the runner did not ask for is
-// an event; it is a finding unless the worker's faults include crash. A
-// worker compat evicts is not an exit: the reference worker logs the
-// eviction and registers again after the back-off.
-func (o *one) watch(w *child, g scenarios.WorkerGroup, i, n, restarts int) {
-	<-w.done
-	if w.expected() {
-		return
-	}
-	o.event(w.name, "worker-exit", fmt.Sprintf("pid %d: %s", w.pid(), exitText(w.err)))
-	o.mu.Lock()
-	registered := o.registered
-	o.mu.Unlock()
-	if registered && !slices.ContainsFunc(g.Faults, func(s faults.Spec) bool { return s.Name == "crash" }) {
-		o.finding("process", "%s (pid %d) exited on its own: %s", w.name, w.pid(), exitText(w.err))
-	}
-	if g.Restart == 0 {
-		return
-	}
-	select {
-	case <-o.live.Done():
-		return
-	case <-time.After(g.Restart):
-	}
-	nw, err := o.startWorker(g, i, n, restarts+1)
-	if err != nil {
-		if !errors.Is(err, errTearing) {
-			o.finding("process", "restarting %s: %v", w.name, err)
+// watch records a worker's exit, and restarts it if its group says so,
+// until the run ends. An exit the runner did not ask for is an event; it
+// is a finding unless the worker's faults include crash. A worker compat
+// evicts is not an exit: the reference worker logs the eviction and
+// registers again after the back-off.
+func (o *one) watch(w *Child, g scenarios.WorkerGroup, i, n int) {
+	for restarts := 1; ; restarts++ {
+		werr := w.Wait()
+		if w.expected() {
+			return
 		}
-		return
+		o.event(w.Name, "worker-exit", fmt.Sprintf("pid %d: %s", w.Pid(), exitText(werr)))
+		o.mu.Lock()
+		registered := o.registered
+		o.mu.Unlock()
+		if registered && !slices.ContainsFunc(g.Faults, func(s faults.Spec) bool { return s.Name == "crash" }) {
+			o.finding("process", "%s (pid %d) exited on its own: %s", w.Name, w.Pid(), exitText(werr))
+		}
+		if g.Restart == 0 {
+			return
+		}
+		select {
+		case <-o.live.Done():
+			return
+		case <-time.After(g.Restart):
+		}
+		nw, err := o.startWorker(g, i, n, restarts)
+		if err != nil {
+			if !errors.Is(err, errTearing) {
+				o.finding("process", "restarting %s: %v", w.Name, err)
+			}
+			return
+		}
+		o.event(nw.Name, "worker-restart", fmt.Sprintf("pid %d, %s after %s exited", nw.Pid(), g.Restart, w.Name))
+		w = nw
 	}
-	o.event(nw.name, "worker-restart", fmt.Sprintf("pid %d, %s after %s exited", nw.pid(), g.Restart, w.name))
-	o.watch(nw, g, i, n, restarts+1)
 }
 
 // errTearing refuses a worker restart once the run is being torn down.
@@ -439,7 +438,7 @@ var errTearing = errors.New("the run is being torn down")
 // for the restarts-th time (0: the first). A restarted worker keeps the
 // group's faults but crash, which would only kill it again, and writes
 // its fault events to a file of its own.
-func (o *one) startWorker(g scenarios.WorkerGroup, i, n, restarts int) (*child, error) {
+func (o *one) startWorker(g scenarios.WorkerGroup, i, n, restarts int) (*Child, error) {
 	name := fmt.Sprintf("worker-%s-%d", g.Name, i)
 	if restarts > 0 {
 		name += fmt.Sprintf("-r%d", restarts)
@@ -484,25 +483,25 @@ func (o *one) teardown() {
 	o.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, w := range workers {
-		wg.Go(func() { w.stop(syscall.SIGTERM, stopGrace) })
+		wg.Go(func() { w.Stop(syscall.SIGTERM, stopGrace) })
 	}
 	wg.Wait()
 	// Every worker has exited: let their watchers record what they saw
 	// before the run is evaluated (and written).
 	o.watchers.Wait()
 	if d := o.d.current(); d != nil {
-		running := !d.exited()
-		err := d.stop(syscall.SIGTERM, stopGrace)
+		running := !d.Exited()
+		err := d.Stop(syscall.SIGTERM, stopGrace)
 		switch {
 		case running && err != nil:
 			o.finding("process", "the daemon exited with %s on SIGTERM", exitText(err))
 		case !running && !o.d.startFailed():
 			// A daemon that failed to start was reported as such.
-			o.finding("process", "the daemon (pid %d) exited on its own: %s", d.pid(), exitText(err))
+			o.finding("process", "the daemon (pid %d) exited on its own: %s", d.Pid(), exitText(err))
 		}
 	}
 	for _, w := range workers {
-		path := filepath.Join(o.st.logs, w.name+".events")
+		path := filepath.Join(o.st.logs, w.Name+".events")
 		f, err := os.Open(path)
 		if err != nil {
 			continue
@@ -513,7 +512,7 @@ func (o *one) teardown() {
 			o.finding("process", "%s: %v", path, err)
 		}
 		for i := range ev {
-			ev[i].Source = w.name // the process, not its group
+			ev[i].Source = w.Name // the process, not its group
 		}
 		o.mu.Lock()
 		o.events = append(o.events, ev...)
@@ -536,39 +535,27 @@ func (o *one) status(timeout time.Duration) (*daemon.Status, error) {
 
 // waitStatus polls the daemon until cond holds or timeout passes.
 func (o *one) waitStatus(ctx context.Context, timeout time.Duration, cond func(*daemon.Status) bool) (*daemon.Status, error) {
-	deadline := time.Now().Add(timeout)
-	var last error
-	for {
-		st, err := o.status(time.Second)
-		if err == nil && cond(st) {
-			return st, nil
+	var st *daemon.Status
+	err := Poll(ctx, timeout, func() (bool, error) {
+		s, err := o.status(time.Second)
+		if err == nil && cond(s) {
+			st = s
+			return true, nil
 		}
-		if err != nil {
-			last = err
+		if d := o.d.current(); d != nil && d.Exited() {
+			return true, fmt.Errorf("the daemon exited: %s (log: %s)", exitText(d.Wait()), Tail(filepath.Join(o.st.logs, d.Name+".log"), 2))
 		}
-		if d := o.d.current(); d != nil && d.exited() {
-			return nil, fmt.Errorf("the daemon exited: %s (log: %s)", exitText(d.err), tail(filepath.Join(o.st.logs, d.name+".log"), 2))
-		}
-		if time.Now().After(deadline) {
-			if last != nil {
-				return nil, fmt.Errorf("timed out after %s: %v", timeout, last)
-			}
-			return nil, fmt.Errorf("timed out after %s", timeout)
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+		return false, err
+	})
+	return st, err
 }
 
 // exitedWorker returns a worker that has exited, or nil.
-func (o *one) exitedWorker() *child {
+func (o *one) exitedWorker() *Child {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	for _, w := range o.workers {
-		if w.exited() {
+		if w.Exited() {
 			return w
 		}
 	}
@@ -587,7 +574,10 @@ func tempDir() (string, error) {
 	return os.MkdirTemp("/tmp", "portshare-tune-")
 }
 
-func freePort() (int, error) {
+// FreePort asks the kernel for a TCP port free on loopback now. Another
+// process may take it before the caller binds it; a daemon that then
+// fails to listen says so.
+func FreePort() (int, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err

@@ -11,8 +11,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -37,6 +38,9 @@ type Runner struct {
 	Seed     uint64
 	Progress Progress // told of each run; may be nil
 }
+
+// seed is Seed with 0 read as 1.
+func (r *Runner) seed() uint64 { return max(r.Seed, 1) }
 
 // Progress hears of a sweep's runs as they start and end.
 type Progress interface {
@@ -148,30 +152,34 @@ func (e UsageError) Unwrap() error { return e.error }
 // losing anything: it is empty, or (for --cell) holds the same sweep
 // without the runs about to be made; m then covers the cells of both.
 func (r *Runner) checkOut(m *results.Manifest, reps int) error {
-	files, _ := filepath.Glob(filepath.Join(r.Out, "cell-*-rep-*.json"))
-	var old results.Manifest
-	b, err := os.ReadFile(filepath.Join(r.Out, results.ManifestFile))
+	old, err := results.ReadManifest(r.Out)
 	switch {
-	case err == nil && json.Unmarshal(b, &old) == nil && old.Sweep == m.Sweep && len(m.Only) > 0:
-		for _, c := range m.Only {
-			for rep := 1; rep <= reps; rep++ {
-				if _, err := os.Stat(filepath.Join(r.Out, results.RunFile(c, rep))); err == nil {
-					return UsageError{fmt.Errorf("%s already holds cell %d, repetition %d: give another --out", r.Out, c, rep)}
-				}
+	case errors.Is(err, fs.ErrNotExist):
+		if files, _ := results.RunFiles(r.Out); len(files) > 0 {
+			return UsageError{fmt.Errorf("%s already holds results: give another --out (or --cell for cells it does not hold)", r.Out)}
+		}
+		return nil
+	case err != nil:
+		return UsageError{fmt.Errorf("%s already holds results: %v: give another --out or remove them", r.Out, err)}
+	case old.Sweep != m.Sweep:
+		return UsageError{fmt.Errorf("%s already holds results of another sweep: give another --out or remove them", r.Out)}
+	case len(m.Only) == 0:
+		return UsageError{fmt.Errorf("%s already holds results: give another --out (or --cell for cells it does not hold)", r.Out)}
+	}
+	for _, c := range m.Only {
+		for rep := 1; rep <= reps; rep++ {
+			if _, err := os.Stat(filepath.Join(r.Out, results.RunFile(c, rep))); err == nil {
+				return UsageError{fmt.Errorf("%s already holds cell %d, repetition %d: give another --out", r.Out, c, rep)}
 			}
 		}
-		// The same sweep, other cells: one manifest for all of them.
-		if len(old.Only) > 0 {
-			m.Only = append(old.Only, m.Only...)
-			slices.Sort(m.Only)
-		}
-		if !old.Started.IsZero() && old.Started.Before(m.Started) {
-			m.Started = old.Started
-		}
-	case err == nil && old.Sweep != m.Sweep:
-		return UsageError{fmt.Errorf("%s already holds results of another sweep: give another --out or remove them", r.Out)}
-	case err == nil || len(files) > 0:
-		return UsageError{fmt.Errorf("%s already holds results: give another --out (or --cell for cells it does not hold)", r.Out)}
+	}
+	// The same sweep, other cells: one manifest for all of them.
+	if len(old.Only) > 0 {
+		m.Only = append(old.Only, m.Only...)
+		slices.Sort(m.Only)
+	}
+	if !old.Started.IsZero() && old.Started.Before(m.Started) {
+		m.Started = old.Started
 	}
 	return nil
 }
@@ -189,8 +197,8 @@ func (r *Runner) manifest(s *scenarios.Scenario, cells []scenarios.Cell, only []
 	m := &results.Manifest{
 		Format: results.ManifestFormat, Scenario: s.Name, Description: s.Description, TimeScale: s.TimeScale,
 		ScenarioFile: s.File, ScenarioText: string(s.Text), Set: set, Repetitions: s.Repetitions, Only: only,
-		Machine: machine(), Sysctls: sysctls(), Version: r.Version, Seed: max(r.Seed, 1), Started: time.Now().UTC(),
-		Sweep: sweepID(s, set, max(r.Seed, 1)),
+		Machine: machine(), Sysctls: sysctls(), Version: r.Version, Seed: r.seed(), Started: time.Now().UTC(),
+		Sweep: sweepID(s, set, r.seed()),
 	}
 	for _, a := range s.Axes {
 		ax := results.Axis{Key: a.Key, Values: a.Values}
@@ -254,13 +262,6 @@ func machine() results.Machine {
 	}
 	return m
 }
-
-// setupError marks a run that could not start.
-type setupError struct{ msg string }
-
-func (e *setupError) Error() string { return e.msg }
-
-func setupf(format string, a ...any) error { return &setupError{fmt.Sprintf(format, a...)} }
 
 func sum[M ~map[K]V, K comparable, V int64 | uint64 | float64](m M) V {
 	var t V

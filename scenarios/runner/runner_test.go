@@ -13,12 +13,14 @@ import (
 	"testing"
 	"time"
 
+	hdr "github.com/HdrHistogram/hdrhistogram-go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
 	"github.com/portshare/portshare/loadgen"
 	"github.com/portshare/portshare/scenarios"
+	"github.com/portshare/portshare/scenarios/results"
 	"github.com/portshare/portshare/sharer/daemon"
 )
 
@@ -150,13 +152,13 @@ func TestStopOfAnExitedChildIsNotExpected(t *testing.T) {
 	st := &starter{exe: "/bin/sh", logs: dir}
 	c, err := st.start("quick", "", "-c", "exit 3")
 	require.NoError(t, err)
-	<-c.done
-	assert.Equal(t, "exit 3", exitText(c.stop(syscall.SIGTERM, time.Second)))
+	<-c.Done()
+	assert.Equal(t, "exit 3", exitText(c.Stop(syscall.SIGTERM, time.Second)))
 	assert.False(t, c.expected(), "it exited before it was asked to")
 
 	c, err = st.start("long", "", "-c", "exec sleep 600")
 	require.NoError(t, err)
-	c.stop(syscall.SIGTERM, time.Second)
+	c.Stop(syscall.SIGTERM, time.Second)
 	assert.True(t, c.expected())
 }
 
@@ -221,6 +223,64 @@ time=2026-11-25T01:39:02.271Z level=INFO msg="portshare daemon stopped" ledger.a
 	assert.False(t, ok, "no stop line: the last status stands")
 	_, ok = stoppedLedger(filepath.Join(t.TempDir(), "missing.log"))
 	assert.False(t, ok)
+}
+
+// Only the end of a log is read: the daemon logs a line per leaked
+// handle, and a run may last an hour.
+func TestLogTailReadsTheEnd(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "daemon.log")
+	leak := func(i int) string {
+		return fmt.Sprintf(`time=2026-11-25T01:39:02.100Z level=WARN msg="leaked handle" n=%d`, i)
+	}
+	const stopped = `time=2026-11-25T01:39:02.271Z level=INFO msg="portshare daemon stopped" ledger.accepted=30 ledger.open=0 ledger.dispatch_timeout=30`
+	var b strings.Builder
+	for i := range 20000 { // well over 64 KiB
+		b.WriteString(leak(i) + "\n")
+	}
+	b.WriteString(stopped + "\n")
+	require.NoError(t, os.WriteFile(path, []byte(b.String()), 0o644))
+	lines, err := lastLines(path)
+	require.NoError(t, err)
+	assert.Less(t, len(strings.Join(lines, "\n")), logTail)
+	assert.True(t, strings.HasPrefix(lines[0], "time="), "the line cut short is dropped: %q", lines[0])
+	l, ok := stoppedLedger(path)
+	require.True(t, ok)
+	assert.Equal(t, map[string]uint64{"dispatch_timeout": 30}, l.Outcomes)
+	assert.Equal(t, leak(19999)+" | "+stopped, Tail(path, 2))
+
+	require.NoError(t, os.WriteFile(path, []byte("one\ntwo\n\n"), 0o644))
+	assert.Equal(t, "one | two", Tail(path, 3))
+	assert.Equal(t, "two", Tail(path, 1))
+	assert.Empty(t, Tail(filepath.Join(t.TempDir(), "missing.log"), 2))
+}
+
+// Evaluating a run merges its loads' session latencies without touching
+// the loads' own histograms (Histogram returns the one it cached).
+func TestEvaluateLeavesTheLoadsHistogramsAlone(t *testing.T) {
+	load := func(values ...int64) *loadgen.Result {
+		h := hdr.New(1, 3_600_000_000, 3)
+		for _, v := range values {
+			require.NoError(t, h.RecordValue(v))
+		}
+		enc, err := h.Encode(hdr.V2CompressedEncodingCookieBase)
+		require.NoError(t, err)
+		return &loadgen.Result{Outcomes: map[string]int64{"ok": int64(len(values))},
+			Phases: map[string]*loadgen.Latency{loadgen.PhaseSession: {Count: int64(len(values)), Hist: string(enc)}}}
+	}
+	run := &results.Run{Load: []*loadgen.Result{load(1000, 1000), load(5000, 5000, 5000)},
+		Outcomes: map[string]int64{}, Metrics: map[string]float64{}}
+	o := &one{s: &scenarios.Scenario{}, run: run, final: map[int]*daemon.Status{}}
+	o.evaluate()
+	assert.Equal(t, 5.0, run.Metrics["sessions"])
+	assert.InDelta(t, 5, run.Metrics["p50_ms"], 0.01, "the median of both loads")
+	assert.InDelta(t, 5, run.Metrics["max_ms"], 0.01)
+	for i, want := range []int64{2, 3} {
+		h, err := run.Load[i].Phases[loadgen.PhaseSession].Histogram()
+		require.NoError(t, err)
+		assert.Equal(t, want, h.TotalCount(), "load %d's histogram", i)
+	}
+	h, _ := run.Load[0].Phases[loadgen.PhaseSession].Histogram()
+	assert.Equal(t, int64(1000), h.Max(), "load 0 held only its own sessions")
 }
 
 // Every process of a run draws its own seed; a repetition draws afresh;

@@ -174,9 +174,11 @@ func Load(path string) (Config, error) {
 	return Parse(path, data)
 }
 
-// field describes one key: how to set it from a YAML node.
+// field describes one key: how to set it from a YAML node, and whether
+// its value is an integer.
 type field struct {
-	set func(c *Config, n *yaml.Node) error
+	set   func(c *Config, n *yaml.Node) error
+	isInt bool
 }
 
 // maxDuration bounds every duration key: far enough for any wait, near
@@ -184,7 +186,7 @@ type field struct {
 const maxDuration = 365 * 24 * time.Hour
 
 func durationField(dst func(*Config) *time.Duration, min time.Duration) field {
-	return field{func(c *Config, n *yaml.Node) error {
+	return field{set: func(c *Config, n *yaml.Node) error {
 		if n.Kind != yaml.ScalarNode {
 			return errors.New("want a duration such as 30s or 250ms")
 		}
@@ -204,7 +206,7 @@ func durationField(dst func(*Config) *time.Duration, min time.Duration) field {
 }
 
 func intField(dst func(*Config) *int, min, max int) field {
-	return field{func(c *Config, n *yaml.Node) error {
+	return field{isInt: true, set: func(c *Config, n *yaml.Node) error {
 		if n.Kind != yaml.ScalarNode || n.Tag != "!!int" {
 			return fmt.Errorf("want an integer, got %s", Describe(n))
 		}
@@ -218,7 +220,7 @@ func intField(dst func(*Config) *int, min, max int) field {
 }
 
 func stringField(dst func(*Config) *string, check func(string) error) field {
-	return field{func(c *Config, n *yaml.Node) error {
+	return field{set: func(c *Config, n *yaml.Node) error {
 		if n.Kind != yaml.ScalarNode || n.Tag != "!!str" {
 			return fmt.Errorf("want a string, got %s", Describe(n))
 		}
@@ -249,7 +251,7 @@ func Describe(n *yaml.Node) string {
 }
 
 func listField(dst func(*Config) *[]string, check func(string) error) field {
-	return field{func(c *Config, n *yaml.Node) error {
+	return field{set: func(c *Config, n *yaml.Node) error {
 		if n.Kind != yaml.SequenceNode {
 			return errors.New("want a list of strings")
 		}
@@ -314,6 +316,10 @@ func Keys() []string {
 	sortStrings(keys)
 	return keys
 }
+
+// IsInt reports whether key's value is an integer: YAML that quotes it
+// is refused. It is false for an unknown key.
+func IsInt(key string) bool { return fields[key].isInt }
 
 // Parse reads a configuration document; name is used in error messages.
 // An empty file or empty document gives the defaults. A second document,

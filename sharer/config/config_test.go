@@ -254,3 +254,20 @@ func TestListenAddressesAndDurationsThatWouldFailLater(t *testing.T) {
 		assert.Contains(t, err.Error(), "c.yaml:1:")
 	}
 }
+
+// TestIsInt: the keys IsInt names take an integer and refuse a quoted one;
+// the others refuse an integer (ConfigYAML in scenarios writes integer
+// keys bare and quotes the rest).
+func TestIsInt(t *testing.T) {
+	var ints []string
+	for _, key := range Keys() {
+		err := CheckValue(key, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!int", Value: "1024"})
+		assert.Equal(t, err == nil, IsInt(key), key)
+		if IsInt(key) {
+			ints = append(ints, key)
+			assert.Error(t, CheckValue(key, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: "1024"}), key)
+		}
+	}
+	assert.Equal(t, []string{"listen_backlog", "max_http_head", "max_pending_accepts", "max_pending_connections"}, ints)
+	assert.False(t, IsInt("no_such_key"))
+}

@@ -95,8 +95,8 @@ func New(cfg config.Config, log *slog.Logger) (*Daemon, error) {
 		func() float64 { return float64(d.pendingCount()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "portshare_handoffs_inflight", Help: "Hand-offs sent to workers and not yet acknowledged."},
-			func() float64 { return float64(d.inflight.Load()) }),
-		listenQueueCollector{d})
+			func() float64 { return float64(d.inflight.Load()) }))
+	d.m.listen.MustRegister(listenQueueCollector{d})
 	if d.ctl, err = listenControl(cfg.ControlSocket); err != nil {
 		return nil, err
 	}
@@ -199,7 +199,7 @@ func (d *Daemon) Serve(ctx context.Context) error {
 	var srv *http.Server
 	if d.metrics != nil {
 		mux := http.NewServeMux()
-		mux.Handle("GET /metrics", promhttp.HandlerFor(d.m.reg, promhttp.HandlerOpts{}))
+		mux.Handle("GET /metrics", promhttp.HandlerFor(prometheus.Gatherers{d.m.reg, d.m.listen}, promhttp.HandlerOpts{}))
 		srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		d.wg.Go(func() { srv.Serve(d.metrics) })
 	}

@@ -10,6 +10,10 @@ import (
 // sample).
 type metrics struct {
 	reg *prometheus.Registry
+	// listen holds the kernel's listen-queue series apart: status reports
+	// them in its own table (Status.Listen), so its counters gather reg
+	// alone and read each socket once; /metrics serves both.
+	listen *prometheus.Registry
 
 	accepted         prometheus.Counter
 	dispatched       prometheus.Counter
@@ -27,7 +31,8 @@ type metrics struct {
 
 func newMetrics() *metrics {
 	m := &metrics{
-		reg: prometheus.NewRegistry(),
+		reg:    prometheus.NewRegistry(),
+		listen: prometheus.NewRegistry(),
 		accepted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "portshare_connections_accepted_total", Help: "Connections accepted on shared ports."}),
 		dispatched: prometheus.NewCounter(prometheus.CounterOpts{

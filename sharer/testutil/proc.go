@@ -16,14 +16,16 @@ import (
 	"time"
 )
 
-// childEnv marks a re-executed test binary.
-const childEnv = "PORTSHARE_TEST_CHILD"
+// ChildEnv marks a re-executed test binary. A test whose code under test
+// starts the test binary itself (the tune runner, as portshare) sets it in
+// its own environment, for the children to inherit.
+const ChildEnv = "PORTSHARE_TEST_CHILD"
 
 // RunChildIfRequested must be the first thing in a TestMain that starts
 // children with Start: in a child it runs main with the child's arguments
 // and exits with its code; in the test process it returns.
 func RunChildIfRequested(main func(args []string) int) {
-	if os.Getenv(childEnv) == "" {
+	if os.Getenv(ChildEnv) == "" {
 		return
 	}
 	os.Exit(main(os.Args[1:]))
@@ -34,7 +36,7 @@ func RunChildIfRequested(main func(args []string) int) {
 // over how it runs (another user, say).
 func ChildCommand(bin string, args ...string) *exec.Cmd {
 	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), childEnv+"=1")
+	cmd.Env = append(os.Environ(), ChildEnv+"=1")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	return cmd
 }
@@ -48,23 +50,31 @@ type Proc struct {
 }
 
 // Start runs the test binary again as a child with args (passed to the
-// main given to RunChildIfRequested). The child is killed at the end of
-// the test if still running, and its output logged when the test fails.
+// main given to RunChildIfRequested), as StartCmd runs it.
 func Start(t testing.TB, env []string, args ...string) *Proc {
 	t.Helper()
 	cmd := ChildCommand(os.Args[0], args...)
 	cmd.Env = append(cmd.Env, env...)
+	return StartCmd(t, cmd)
+}
+
+// StartCmd starts cmd (from ChildCommand, or made otherwise: to run in a
+// network namespace, say) and keeps its output. The child is killed at
+// the end of the test if still running, and its output logged when the
+// test fails.
+func StartCmd(t testing.TB, cmd *exec.Cmd) *Proc {
+	t.Helper()
 	out := &Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	p := &Proc{Cmd: cmd, out: out, done: make(chan struct{})}
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %v: %v", args, err)
+		t.Fatalf("start %v: %v", cmd.Args[1:], err)
 	}
 	go func() { p.err = cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() {
 		p.Kill()
 		if t.Failed() {
-			t.Logf("output of %s:\n%s", strings.Join(args, " "), out.String())
+			t.Logf("output of %s:\n%s", strings.Join(cmd.Args[1:], " "), out.String())
 		}
 	})
 	return p
@@ -111,7 +121,9 @@ func (p *Proc) WaitOutput(t testing.TB, s string, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !strings.Contains(p.Output(), s) {
-		if time.Now().After(deadline) || p.Exited() {
+		// Exited, then the output once more: what it printed before it
+		// exited is all there.
+		if time.Now().After(deadline) || p.Exited() && !strings.Contains(p.Output(), s) {
 			t.Fatalf("child never printed %q; output:\n%s", s, p.Output())
 		}
 		time.Sleep(10 * time.Millisecond)

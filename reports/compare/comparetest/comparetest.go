@@ -1,12 +1,13 @@
 // Package comparetest writes doctored copies of a results directory for
 // the tests of `portshare compare`: more repetitions of each run, with
 // their times, rates and non-zero counts varied, metrics changed, cells
-// dropped. Only tests import it.
+// dropped. It also reads the JUnit XML compare writes. Only tests import
+// it.
 package comparetest
 
 import (
 	"encoding/json"
-	"os"
+	"encoding/xml"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -93,6 +94,15 @@ func (s *Sweep) Cell(t testing.TB, label string) []*results.Run {
 	return out
 }
 
+// SetMetric sets metric in every run of the cell labelled label to f of
+// its value; it fails the test if there is no such cell.
+func (s *Sweep) SetMetric(t testing.TB, label, metric string, f func(float64) float64) {
+	t.Helper()
+	for _, r := range s.Cell(t, label) {
+		r.Metrics[metric] = f(r.Metrics[metric])
+	}
+}
+
 // Drop removes the runs of the cell labelled label.
 func (s *Sweep) Drop(label string) {
 	var keep []*results.Run
@@ -112,15 +122,15 @@ func (s *Sweep) Write(t testing.TB) string {
 	dir := t.TempDir()
 	require.NoError(t, results.WriteJSON(filepath.Join(dir, results.ManifestFile), s.Manifest))
 	for _, r := range s.Runs {
-		Recheck(t, r)
+		recheck(t, r)
 		require.NoError(t, results.WriteJSON(filepath.Join(dir, results.RunFile(r.Cell, r.Repetition)), r))
 	}
 	return dir
 }
 
-// Recheck evaluates a run's checks again from its metrics and outcomes,
+// recheck evaluates a run's checks again from its metrics and outcomes,
 // and its pass. A check whose text is not an expectation fails the test.
-func Recheck(t testing.TB, r *results.Run) {
+func recheck(t testing.TB, r *results.Run) {
 	t.Helper()
 	if r.Error != "" {
 		r.Pass, r.Checks = false, nil
@@ -143,9 +153,65 @@ func Fixture(root string) string {
 	return filepath.Join(strings.TrimSuffix(root, "/"), "reports", "compare", "testdata", "ci")
 }
 
-// Exists reports whether path exists, for tests that check an output file
-// was or was not written.
-func Exists(path string) bool {
-	_, err := os.Stat(path)
-	return err == nil
+// The cells of the ci-regression fixture, by label.
+const (
+	Compat1s  = "dispatch_failure_policy=compat dispatch_timeout=1s"
+	Compat3s  = "dispatch_failure_policy=compat dispatch_timeout=3s"
+	Reclaim1s = "dispatch_failure_policy=reclaim dispatch_timeout=1s"
+	Reclaim3s = "dispatch_failure_policy=reclaim dispatch_timeout=3s"
+)
+
+// Doctored writes a copy of the results directory src with reps
+// repetitions per cell (Read), changed by edit unless it is nil, and
+// returns the copy's directory (Write).
+func Doctored(t testing.TB, src string, reps int, edit func(s *Sweep)) string {
+	t.Helper()
+	s := Read(t, src, reps)
+	if edit != nil {
+		edit(s)
+	}
+	return s.Write(t)
+}
+
+// JUnit is what the tests read of the JUnit XML compare writes.
+type JUnit struct {
+	Tests    int `xml:"tests,attr"`
+	Failures int `xml:"failures,attr"`
+	Suites   []struct {
+		Name     string `xml:"name,attr"`
+		Tests    int    `xml:"tests,attr"`
+		Failures int    `xml:"failures,attr"`
+		Cases    []struct {
+			Classname string `xml:"classname,attr"`
+			Name      string `xml:"name,attr"`
+			Failure   *struct {
+				Message string `xml:"message,attr"`
+				Text    string `xml:",chardata"`
+			} `xml:"failure"`
+			Skipped   *struct{} `xml:"skipped"`
+			SystemOut string    `xml:"system-out"`
+		} `xml:"testcase"`
+	} `xml:"testsuite"`
+}
+
+// ParseJUnit reads a JUnit document; it fails the test if it does not
+// parse.
+func ParseJUnit(t testing.TB, data []byte) JUnit {
+	t.Helper()
+	var j JUnit
+	require.NoError(t, xml.Unmarshal(data, &j), string(data))
+	return j
+}
+
+// Failed lists the failed test cases, as "classname: name".
+func (j JUnit) Failed() []string {
+	var out []string
+	for _, s := range j.Suites {
+		for _, c := range s.Cases {
+			if c.Failure != nil {
+				out = append(out, c.Classname+": "+c.Name)
+			}
+		}
+	}
+	return out
 }
